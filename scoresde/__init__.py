@@ -1,0 +1,26 @@
+"""scoresde: score-based generative modelling through SDEs (Song et al., ICLR 2021) in PyTorch.
+
+The public API is re-exported here; see the README for a tour.
+"""
+
+from . import oracle
+from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
+from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SDE",
+    "VPSDE",
+    "SubVPSDE",
+    "VESDE",
+    "ReverseSDE",
+    "Marginal",
+    "Coefficients",
+    "Discretization",
+    "dsm_loss",
+    "dsm_loss_per_sample",
+    "ddpm_loss",
+    "ncsn_loss",
+    "oracle",
+]

@@ -1,0 +1,217 @@
+"""Training objectives: continuous denoising score matching and the discrete DDPM / NCSN objectives.
+
+Continuous DSM (Song et al. 2021, eq. 7): with t ~ U(eps, T), x_t = m(t) x_0 + s(t) z,
+
+    L(theta) = E_t E_{x_0, z} [ lambda(t) || s_theta(x_t, t) + z / s(t) ||^2 ]
+
+since the kernel's score is -z / s(t). ``weighting="standard"`` takes lambda(t) = s(t)^2, so the
+summand is || s(t) s_theta + z ||^2; ``weighting="likelihood"`` takes lambda(t) = g(t)^2, which makes the
+loss an upper bound on the negative log-likelihood (Song, Durkan, Murray & Ermon 2021, Thm. 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ._utils import append_dims, check_finite
+from .sde import SDE, ScoreFn
+
+_WEIGHTINGS = ("standard", "likelihood")
+_REDUCTIONS = ("mean", "sum")
+
+
+def _reduce_dims(v: Tensor, reduce: str) -> Tensor:
+    v = v.reshape(v.shape[0], -1)
+    return v.mean(1) if reduce == "mean" else v.sum(1)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _check_data(x0: Tensor) -> None:
+    if not isinstance(x0, Tensor) or x0.ndim < 2 or x0.shape[0] == 0:
+        shape = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"x0 must be a tensor of shape (B, *event_shape) with B >= 1, got {shape}")
+    check_finite(x0, "x0")
+
+
+def sample_time_uniform(
+    sde: SDE, batch: int, *, eps: float, generator: torch.Generator | None = None, like: Tensor
+) -> Tensor:
+    """t ~ U(eps, T), shape (batch,)."""
+    u = torch.rand(batch, generator=generator, dtype=like.dtype, device=like.device)
+    return eps + (sde.T - eps) * u
+
+
+def sample_time_importance(
+    sde: SDE, batch: int, *, eps: float, generator: torch.Generator | None = None, like: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Draw t from p(t) proportional to g(t)^2 / s(t)^2 on [eps, T] and return (t, Z / (T - eps)).
+
+    For a linear SDE g^2 = d(s^2)/dt - 2 f s^2, so g^2 / s^2 = d/dt log sigma(t)^2 with sigma = s / m:
+    the proposal is uniform in log sigma^2 (i.e. in log-SNR), with normaliser
+    Z = log sigma(T)^2 - log sigma(eps)^2. Then E_{U(eps,T)}[g^2/s^2 h(t)] = Z/(T - eps) E_p[h(t)]
+    (Song, Durkan, Murray & Ermon 2021, sec. 5). Computed in float64, returned in ``like``'s dtype.
+    """
+    lo = 2 * torch.log(sde.sigma(torch.tensor(eps, dtype=torch.float64)))
+    hi = 2 * torch.log(sde.sigma(torch.tensor(sde.T, dtype=torch.float64)))
+    u = torch.rand(batch, generator=generator, dtype=torch.float64, device=like.device)
+    log_sigma2 = lo.to(like.device) + u * (hi - lo).to(like.device)
+    t = sde.t_from_sigma(torch.exp(0.5 * log_sigma2)).clamp(eps, sde.T)
+    weight = float(hi - lo) / (sde.T - eps)
+    return t.to(like.dtype), torch.full((batch,), weight, dtype=like.dtype, device=like.device)
+
+
+def dsm_loss_per_sample(
+    sde: SDE,
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    eps: float = 1e-5,
+    reduce: str = "mean",
+    weighting: str = "standard",
+    importance_sampling: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Per-sample continuous DSM loss, shape (B,); see :func:`dsm_loss` for the arguments."""
+    _check_data(x0)
+    _check_choice("reduce", reduce, _REDUCTIONS)
+    _check_choice("weighting", weighting, _WEIGHTINGS)
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
+    if importance_sampling and weighting != "likelihood":
+        raise ValueError("importance_sampling=True is for weighting='likelihood' (it samples t from g^2/s^2)")
+    batch = x0.shape[0]
+    if importance_sampling:
+        t, weight = sample_time_importance(sde, batch, eps=eps, generator=generator, like=x0)
+    else:
+        t = sample_time_uniform(sde, batch, eps=eps, generator=generator, like=x0)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    x_t = sde.perturb(x0, t, z)
+    score = score_fn(x_t, t)
+    if score.shape != x0.shape:
+        raise ValueError(f"score_fn returned shape {tuple(score.shape)} for input of shape {tuple(x0.shape)}")
+    std = sde.std(t)
+    # lambda(t) ||score + z/s||^2 written as w(t) ||s score + z||^2 with w = lambda / s^2
+    residual = _reduce_dims((append_dims(std, x0.ndim) * score + z) ** 2, reduce)
+    if weighting == "standard":
+        return residual
+    if importance_sampling:
+        return weight * residual
+    return sde.g2(t) / std**2 * residual
+
+
+def dsm_loss(
+    sde: SDE,
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    eps: float = 1e-5,
+    reduce: str = "mean",
+    weighting: str = "standard",
+    importance_sampling: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Continuous denoising score-matching loss (Song et al. 2021, eq. 7), averaged over the batch.
+
+    Args:
+        sde: The forward SDE.
+        score_fn: Model score ``score_fn(x, t)``, x of shape (B, ...) and t of shape (B,).
+        x0: Clean data, shape (B, *event_shape).
+        eps: Smallest time sampled; t ~ U(eps, T).
+        reduce: ``"mean"`` or ``"sum"`` of the squared error over the data dims.
+        weighting: ``"standard"`` (lambda = s^2) or ``"likelihood"`` (lambda = g^2).
+        importance_sampling: With likelihood weighting, draw t from p(t) ~ g^2 / s^2 and reweight,
+            which has the same expectation and a far lower variance.
+        generator: Random generator for t and z.
+
+    Returns:
+        A scalar tensor.
+    """
+    return dsm_loss_per_sample(
+        sde,
+        score_fn,
+        x0,
+        eps=eps,
+        reduce=reduce,
+        weighting=weighting,
+        importance_sampling=importance_sampling,
+        generator=generator,
+    ).mean()
+
+
+IndexModel = Callable[[Tensor, Tensor], Tensor]
+"""A discrete-time network ``model(x, i)`` with i a LongTensor of noise-level indices, shape (B,)."""
+
+
+def _check_schedule(name: str, values: Tensor, lo: float, hi: float | None) -> Tensor:
+    if not isinstance(values, Tensor) or values.ndim != 1 or values.numel() < 1:
+        raise ValueError(f"{name} must be a 1-D tensor with at least one entry")
+    if not bool(torch.isfinite(values).all()) or bool((values <= lo).any()) or (hi is not None and bool((values >= hi).any())):
+        rng = f"({lo}, {hi})" if hi is not None else f"({lo}, inf)"
+        raise ValueError(f"every entry of {name} must lie in {rng}")
+    return values
+
+
+def ddpm_loss(
+    eps_model: IndexModel,
+    x0: Tensor,
+    betas: Tensor,
+    *,
+    reduce: str = "mean",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """DDPM's L_simple (Ho et al. 2020, eq. 14): E_{i, x_0, z} || z - eps_theta(sqrt(abar_i) x_0 + sqrt(1 - abar_i) z, i) ||^2.
+
+    Args:
+        eps_model: Noise predictor ``eps_model(x_i, i)``, i of shape (B,) with values in [0, N).
+        x0: Clean data, shape (B, ...).
+        betas: The discrete schedule beta_0..beta_{N-1} (e.g. ``VPSDE().discrete_betas(1000)``).
+        reduce: ``"mean"`` or ``"sum"`` over the data dims.
+    """
+    _check_data(x0)
+    _check_choice("reduce", reduce, _REDUCTIONS)
+    betas = _check_schedule("betas", betas, 0.0, 1.0)
+    alphas_bar = torch.cumprod(1 - betas.to(torch.float64), 0).to(dtype=x0.dtype, device=x0.device)
+    i = torch.randint(0, betas.numel(), (x0.shape[0],), generator=generator, device=x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    a = append_dims(alphas_bar[i], x0.ndim)
+    pred = eps_model(a.sqrt() * x0 + (1 - a).sqrt() * z, i)
+    if pred.shape != x0.shape:
+        raise ValueError(f"eps_model returned shape {tuple(pred.shape)} for input of shape {tuple(x0.shape)}")
+    return _reduce_dims((pred - z) ** 2, reduce).mean()
+
+
+def ncsn_loss(
+    score_model: IndexModel,
+    x0: Tensor,
+    sigmas: Tensor,
+    *,
+    reduce: str = "mean",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """NCSN's multi-scale DSM with lambda(sigma) = sigma^2 (Song & Ermon 2019, eqs. 5-6).
+
+    1/2 E_{i, x_0, z} || sigma_i s_theta(x_0 + sigma_i z, i) + z ||^2, i uniform over the levels.
+
+    Args:
+        score_model: Noise-conditional score ``score_model(x, i)``, i of shape (B,) indexing ``sigmas``.
+        x0: Clean data, shape (B, ...).
+        sigmas: Noise levels (e.g. ``VESDE().discrete_sigmas(10)``), any order.
+        reduce: ``"mean"`` or ``"sum"`` over the data dims.
+    """
+    _check_data(x0)
+    _check_choice("reduce", reduce, _REDUCTIONS)
+    sigmas = _check_schedule("sigmas", sigmas, 0.0, None).to(dtype=x0.dtype, device=x0.device)
+    i = torch.randint(0, sigmas.numel(), (x0.shape[0],), generator=generator, device=x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    sigma = append_dims(sigmas[i], x0.ndim)
+    score = score_model(x0 + sigma * z, i)
+    if score.shape != x0.shape:
+        raise ValueError(f"score_model returned shape {tuple(score.shape)} for input of shape {tuple(x0.shape)}")
+    return 0.5 * _reduce_dims((sigma * score + z) ** 2, reduce).mean()
