@@ -152,7 +152,11 @@ IndexModel = Callable[[Tensor, Tensor], Tensor]
 def _check_schedule(name: str, values: Tensor, lo: float, hi: float | None) -> Tensor:
     if not isinstance(values, Tensor) or values.ndim != 1 or values.numel() < 1:
         raise ValueError(f"{name} must be a 1-D tensor with at least one entry")
-    if not bool(torch.isfinite(values).all()) or bool((values <= lo).any()) or (hi is not None and bool((values >= hi).any())):
+    if (
+        not bool(torch.isfinite(values).all())
+        or bool((values <= lo).any())
+        or (hi is not None and bool((values >= hi).any()))
+    ):
         rng = f"({lo}, {hi})" if hi is not None else f"({lo}, inf)"
         raise ValueError(f"every entry of {name} must lie in {rng}")
     return values
@@ -166,7 +170,9 @@ def ddpm_loss(
     reduce: str = "mean",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """DDPM's L_simple (Ho et al. 2020, eq. 14): E_{i, x_0, z} || z - eps_theta(sqrt(abar_i) x_0 + sqrt(1 - abar_i) z, i) ||^2.
+    """DDPM's L_simple (Ho et al. 2020, eq. 14).
+
+    E_{i, x_0, z} || z - eps_theta(sqrt(abar_i) x_0 + sqrt(1 - abar_i) z, i) ||^2, abar_i = prod_{j<=i} (1 - beta_j).
 
     Args:
         eps_model: Noise predictor ``eps_model(x_i, i)``, i of shape (B,) with values in [0, N).

@@ -283,7 +283,9 @@ def anisotropic_gaussian(dim: int = 64, *, min_std: float = 0.1, max_std: float 
     return Gaussian(mean, cov=cov)
 
 
-def eight_gaussians(*, radius: float = 2.0, std: float = 0.15, weights: Sequence[float] | None = None) -> GaussianMixture:
+def eight_gaussians(
+    *, radius: float = 2.0, std: float = 0.15, weights: Sequence[float] | None = None
+) -> GaussianMixture:
     """The benchmark 2-D mixture: 8 isotropic modes evenly spaced on a circle."""
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     means = radius * torch.stack([angles.cos(), angles.sin()], 1)
