@@ -4,7 +4,9 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from . import oracle
+from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
+from .quantization import BitsPerDim, Quantization
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
 
 __version__ = "0.1.0"
@@ -23,4 +25,9 @@ __all__ = [
     "ddpm_loss",
     "ncsn_loss",
     "oracle",
+    "log_likelihood",
+    "bits_per_dim",
+    "LikelihoodResult",
+    "BitsPerDim",
+    "Quantization",
 ]
