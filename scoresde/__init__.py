@@ -4,6 +4,7 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from . import oracle
+from .checkpoint import Checkpoint, load_checkpoint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .quantization import BitsPerDim, Quantization
@@ -30,4 +31,6 @@ __all__ = [
     "LikelihoodResult",
     "BitsPerDim",
     "Quantization",
+    "load_checkpoint",
+    "Checkpoint",
 ]

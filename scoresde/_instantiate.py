@@ -1,0 +1,58 @@
+"""Build objects from plain ``_target_`` dictionaries (the resolved hydra config stored in checkpoints).
+
+Only the CLI imports hydra; a checkpoint stores its config as plain dicts, and this small builder turns the
+``_target_`` blocks back into objects so that :func:`scoresde.load_checkpoint` works without hydra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from .sde import SDE
+
+
+def locate(target: str) -> Any:
+    """Import ``"package.module.Name"`` (attribute paths allowed, e.g. ``"scoresde.VPSDE"``)."""
+    if not isinstance(target, str) or not target:
+        raise ValueError(f"_target_ must be a dotted import path, got {target!r}")
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError as err:
+            raise ValueError(f"cannot locate _target_ {target!r}: {err}") from None
+        return obj
+    raise ValueError(f"cannot locate _target_ {target!r}: no importable module")
+
+
+def instantiate(spec: Any, **kwargs: Any) -> Any:
+    """Recursively build ``{"_target_": path, **args}`` blocks; other values are returned as they are."""
+    if isinstance(spec, Mapping):
+        args = {k: instantiate(v) for k, v in spec.items() if k != "_target_"}
+        if "_target_" not in spec:
+            return {**args, **kwargs}
+        return locate(spec["_target_"])(**args, **kwargs)
+    if isinstance(spec, (list, tuple)):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def build_score_model(model_config: Mapping[str, Any], sde: SDE, event_shape: tuple[int, ...]) -> nn.Module:
+    """A ``scoresde.models.ScoreModel`` from a model config: ``net`` (a ``_target_`` block without event_shape)
+    plus the wrapper's keyword arguments (``prediction``, ``time_input``, ...), see INTERFACES.md."""
+    from .models import ScoreModel
+
+    if "net" not in model_config:
+        raise ValueError(f"the model config needs a 'net' block, got keys {sorted(model_config)}")
+    net = instantiate(model_config["net"], event_shape=tuple(event_shape))
+    wrapper_args = {k: v for k, v in model_config.items() if k != "net"}
+    return ScoreModel(net, sde, **wrapper_args)

@@ -1,0 +1,332 @@
+"""The training loop: one objective, AdamW with linear warm-up, gradient clipping, EMA, checkpoints, metrics.
+
+The loop is written once for every model, objective, SDE and device, single-process or under
+``torchrun`` (DistributedDataParallel, data sharded by rank, files written by rank 0 only). Every source of
+randomness is either a generator the trainer owns (data order, training noise) or the global RNGs, and all of
+them go into the checkpoint, so a resumed run reproduces an uninterrupted one exactly (CPU, same world size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .batching import BatchOrder
+from .checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointManager,
+    config_diff,
+    load_state_checked,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from .ema import EMA
+from .objectives import DSMObjective
+from .plotting import save_loss_curve
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Autocast dtype by ``TrainConfig.precision`` (mixed precision needs a CUDA device)."""
+
+RESUME_MUST_MATCH = ("sde", "model", "data", "seed")
+"""Top-level config sections that must equal the checkpoint's for ``resume`` (train.* may change, e.g. steps)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient norm became NaN/inf; training stopped without saving the broken state."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings of :class:`Trainer` (``conf/train/*.yaml`` map onto it).
+
+    Attributes:
+        steps: Total optimiser steps (a resumed run continues to this number).
+        batch_size: Global batch size (split evenly over DDP ranks).
+        lr: Peak AdamW learning rate, reached linearly over ``warmup_steps``.
+        weight_decay: AdamW's decoupled weight decay.
+        adam_betas: AdamW's (beta1, beta2).
+        warmup_steps: Linear warm-up length (0 disables it).
+        grad_clip: Clip the global gradient norm to this value (None disables clipping).
+        ema_decay: Decay of the weight average used for sampling and evaluation.
+        ema_warmup: Ramp the EMA decay as min(d, (1 + n) / (10 + n)).
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (fp16 with a gradient scaler).
+        objective: ``objective(model, x0, generator) -> loss``, e.g. :class:`scoresde.objectives.DSMObjective`.
+        log_every: Steps between metrics.jsonl lines (loss averaged over them).
+        sample_every: Steps between sample snapshots (0: only at the end).
+        checkpoint_every: Steps between checkpoints (one is always written at the end).
+        keep_checkpoints: Number of newest checkpoints kept.
+    """
+
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    precision: str = "fp32"
+    objective: Callable[..., Tensor] = field(default_factory=DSMObjective)
+    log_every: int = 50
+    sample_every: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("warmup_steps", "sample_every"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        self.adam_betas = tuple(self.adam_betas)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimiser step ``step`` (1-based): linear warm-up, then constant."""
+        return self.lr * min(1.0, step / self.warmup_steps) if self.warmup_steps else self.lr
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns: final step, last logged loss, throughput and the last checkpoint."""
+
+    step: int
+    loss: float
+    steps_per_s: float
+    wall_time: float
+    checkpoint: Path | None
+
+
+class _ObjectiveModule(nn.Module):
+    """Model + objective as one module whose forward returns the loss, so DDP sees every network call."""
+
+    def __init__(self, model: nn.Module, objective: Callable[..., Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x0: Tensor, generator: torch.Generator) -> Tensor:
+        return self.objective(self.model, x0, generator)
+
+
+Snapshot = Callable[[nn.Module, int], Any]
+"""``snapshot(ema_model, step)``: called on rank 0 every ``sample_every`` steps and at the end."""
+
+
+class Trainer:
+    """Trains a score model on an in-memory data tensor.
+
+    Args:
+        model: A ``ScoreModel`` (``model(x, t)`` the score, ``model.sde`` its SDE).
+        data: Training data, shape (N, *event_shape), in the model range.
+        config: Optimisation settings.
+        run_dir: Where checkpoints/, metrics.jsonl and the loss curve go (None: write nothing).
+        seed: Seeds the data order and the training noise (each rank adds its rank to the noise seed).
+        device: Where to train.
+        snapshot: Optional callback drawing samples with the EMA model (see :data:`Snapshot`).
+        transform: Optional augmentation ``transform(x, generator=...) -> x`` applied to every batch (it draws
+            from the trainer's noise generator, so resuming stays exact).
+        run_config: The resolved configuration (plain dicts) stored in checkpoints.
+        progress: Show a tqdm bar (rank 0).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Tensor,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        snapshot: Snapshot | None = None,
+        transform: Callable[..., Tensor] | None = None,
+        run_config: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config, self.device = config, torch.device(device)
+        if config.precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision={config.precision!r} (mixed precision) needs a CUDA device, got {device}")
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.snapshot, self.run_config, self.progress = snapshot, run_config or {}, progress
+        self.transform = transform
+        self.model = model.to(self.device)
+        self.module: nn.Module = _ObjectiveModule(self.model, config.objective)
+        if self.world > 1:  # broadcasts rank 0's weights, so the replicas (and their EMAs) start equal
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.module = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.order = BatchOrder(data.shape[0], config.batch_size, rank=self.rank, world_size=self.world, seed=seed)
+        self.data = data.to(self.device)
+        self.noise = torch.Generator(self.device).manual_seed(seed * 7919 + 104729 + self.rank)
+        self.step = 0
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_checkpoints) if run_dir else None
+        self.metrics_path = self.run_dir / "metrics.jsonl" if run_dir else None
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, EMA, optimiser, RNGs, data order, step, config."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "step": self.step,
+            "event_shape": list(self.data.shape[1:]),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": rng_state({"noise": self.noise, "data_order": self.order.generator}),
+            "data_order": self.order.state_dict(),
+            "world_size": self.world,
+            "config": self.run_config,
+        }
+
+    def resume(self, path: str | Path) -> None:
+        """Load a checkpoint written by :meth:`state_dict`; differing configs are named in the error."""
+        state = read_checkpoint(path, map_location=self.device)
+        diffs = config_diff(state["config"], self.run_config, keys=RESUME_MUST_MATCH)
+        if diffs and self.run_config:
+            raise ValueError(
+                f"cannot resume from {path}: the config differs from the checkpoint's:\n  " + "\n  ".join(diffs)
+            )
+        if state["world_size"] != self.world:
+            raise ValueError(f"{path} was written by {state['world_size']} processes, this run has {self.world}")
+        load_state_checked(self.model, state["model"], what="model", differences=diffs)
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["grad_scaler"] is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
+        self.order.load_state_dict(state["data_order"])
+        set_rng_state(state["rng"], {"noise": self.noise, "data_order": self.order.generator})
+        self.step = int(state["step"])
+        if self.rank == 0 and self.metrics_path is not None and self.metrics_path.exists():
+            lines = self.metrics_path.read_text().splitlines()
+            kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= self.step]
+            self.metrics_path.write_text("".join(ln + "\n" for ln in kept))
+
+    def save_checkpoint(self) -> Path | None:
+        if self.rank != 0 or self.checkpoints is None:
+            return None
+        return self.checkpoints.save(self.state_dict())
+
+    # ------------------------------------------------------------------------------------------ loop
+    def _train_step(self) -> tuple[float, float]:
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.step + 1)
+        x0 = self.data[self.order.next_indices().to(self.device)]
+        if self.transform is not None:
+            x0 = self.transform(x0, generator=self.noise)
+        autocast = PRECISIONS[cfg.precision]
+        ctx = torch.autocast("cuda", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        with ctx:
+            loss = self.module(x0, self.noise).float()
+        reported = loss.detach().clone()
+        if self.world > 1:
+            dist.all_reduce(reported)
+            reported /= self.world
+        if not torch.isfinite(reported):
+            raise NonFiniteLossError(self._nonfinite_message("loss", float(reported)))
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the step on inf/NaN gradients and lowers the scale
+            self.scaler.update()
+        elif not math.isfinite(grad_norm):
+            raise NonFiniteLossError(self._nonfinite_message("gradient norm", grad_norm))
+        else:
+            self.optimizer.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return float(reported), grad_norm
+
+    def _nonfinite_message(self, what: str, value: float) -> str:
+        last = self.checkpoints.latest() if self.checkpoints else None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+        return f"the {what} became non-finite ({value}) at step {self.step + 1}; training stopped, {kept}"
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.rank == 0 and self.metrics_path is not None:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _snapshot(self) -> None:
+        if self.rank == 0 and self.snapshot is not None:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self.snapshot(self.ema.model, self.step)
+
+    def fit(self) -> TrainResult:
+        """Run from the current step to ``config.steps``; returns the final figures."""
+        cfg = self.config
+        if self.run_dir is not None and self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress or self.rank != 0, mininterval=1.0)
+        start, start_step = time.perf_counter(), self.step
+        window_loss, window_n, window_t, loss = 0.0, 0, time.perf_counter(), float("nan")
+        self.model.train()
+        last_ckpt = self.checkpoints.latest() if self.checkpoints else None
+        try:
+            while self.step < cfg.steps:
+                loss, grad_norm = self._train_step()
+                window_loss, window_n = window_loss + loss, window_n + 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = window_n / max(now - window_t, 1e-9)
+                    record = {"step": self.step, "loss": window_loss / window_n, "lr": cfg.lr_at(self.step),
+                              "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": now - start}  # fmt: skip
+                    self._log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                    window_loss, window_n, window_t = 0.0, 0, now
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    last_ckpt = self.save_checkpoint()
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step != cfg.steps:
+                    self._snapshot()
+        finally:
+            bar.close()
+        wall = time.perf_counter() - start
+        self._snapshot()
+        self.plot_loss_curve()
+        rate = (self.step - start_step) / max(wall, 1e-9)
+        return TrainResult(step=self.step, loss=loss, steps_per_s=rate, wall_time=wall, checkpoint=last_ckpt)
+
+    def plot_loss_curve(self) -> Path | None:
+        """loss.png in the run directory from metrics.jsonl (rank 0)."""
+        if self.rank != 0 or self.metrics_path is None or not self.metrics_path.exists():
+            return None
+        rows = [json.loads(ln) for ln in self.metrics_path.read_text().splitlines()]
+        rows = [r for r in rows if "loss" in r]
+        if not rows:
+            return None
+        return save_loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.run_dir / "loss.png")
