@@ -3,10 +3,11 @@
 The public API is re-exported here; see the README for a tour.
 """
 
-from . import oracle
+from . import data, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
+from .models import ScoreModel
 from .quantization import BitsPerDim, Quantization
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
 
@@ -26,6 +27,9 @@ __all__ = [
     "ddpm_loss",
     "ncsn_loss",
     "oracle",
+    "ScoreModel",
+    "models",
+    "data",
     "log_likelihood",
     "bits_per_dim",
     "LikelihoodResult",

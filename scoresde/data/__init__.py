@@ -1,0 +1,25 @@
+"""Datasets as in-memory tensors in the model range: toy 2-D sets, the oracle distributions, digits, IDX, CIFAR-10.
+
+Every loader returns an :class:`ArrayDataset`; nothing downloads.
+"""
+
+from .base import ArrayDataset, RandomHorizontalFlip, dequantize, from_levels, max_pairwise_distance, to_levels
+from .digits import digits
+from .toy import checkerboard, eight_gaussians, gaussian, mixture, moons, pinwheel, swiss_roll
+
+__all__ = [
+    "ArrayDataset",
+    "RandomHorizontalFlip",
+    "from_levels",
+    "to_levels",
+    "dequantize",
+    "max_pairwise_distance",
+    "digits",
+    "checkerboard",
+    "swiss_roll",
+    "moons",
+    "pinwheel",
+    "eight_gaussians",
+    "gaussian",
+    "mixture",
+]

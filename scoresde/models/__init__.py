@@ -1,0 +1,16 @@
+"""Score networks (which know nothing of SDEs) and the parameterisation wrapper that turns them into scores."""
+
+from .embeddings import GaussianFourierEmbedding, SinusoidalEmbedding, TimeMLP
+from .mlp import MLP
+from .parameterization import ScoreModel, count_parameters
+from .unet import UNet
+
+__all__ = [
+    "ScoreModel",
+    "count_parameters",
+    "MLP",
+    "UNet",
+    "SinusoidalEmbedding",
+    "GaussianFourierEmbedding",
+    "TimeMLP",
+]

@@ -1,0 +1,107 @@
+"""Time (noise-level) embeddings: the network's scalar time input -> a feature vector.
+
+Both embeddings take the time input the :class:`~scoresde.models.ScoreModel` wrapper passes to the
+network: a (B,) float tensor in [0, num_levels - 1] (by default [0, 999], the DDPM index range), for
+continuous and discrete time alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def _check_dim(dim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim (embedding size) must be a positive even integer, got {dim!r}")
+    return dim
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style sinusoidal features (Vaswani et al. 2017; DDPM, Ho et al. 2020, appendix B).
+
+    emb(t) = [sin(t w_0), ..., sin(t w_{h-1}), cos(t w_0), ..., cos(t w_{h-1})],
+    w_k = max_period^(-k / h), h = dim / 2: periods from 2 pi up to 2 pi max_period, so times a unit apart are
+    told apart by the fast features and the whole range by the slow ones.
+
+    Args:
+        dim: Output size (even).
+        max_period: Longest period / (2 pi); 10,000 suits inputs in [0, 1000].
+    """
+
+    def __init__(self, dim: int, max_period: float = 10_000.0) -> None:
+        super().__init__()
+        self.dim = _check_dim(dim)
+        if not max_period > 1:
+            raise ValueError(f"max_period must be > 1, got {max_period}")
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """(B,) -> (B, dim)."""
+        arg = t.to(self.freqs)[:, None] * self.freqs[None, :]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+class GaussianFourierEmbedding(nn.Module):
+    """Random Fourier features (Tancik et al. 2020), as in NCSN++ (Song et al. 2021, appendix H.1).
+
+    emb(t) = [sin(2 pi w t'), cos(2 pi w t')], w ~ N(0, scale^2) fixed at construction (a buffer, so it is
+    saved in checkpoints and never trained), t' = t * input_scale.
+
+    Args:
+        dim: Output size (even).
+        scale: Standard deviation of the frequencies (16 in NCSN++, which feeds log sigma, a range of ~10).
+        input_scale: Multiplies the input first; the default 1/1000 maps the wrapper's [0, 999] to [0, 1].
+        seed: Seed of the frequencies, so two constructions give the same network.
+    """
+
+    def __init__(self, dim: int, scale: float = 16.0, input_scale: float = 1e-3, seed: int = 0) -> None:
+        super().__init__()
+        self.dim = _check_dim(dim)
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.input_scale = float(input_scale)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("W", torch.randn(dim // 2, generator=g) * scale)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """(B,) -> (B, dim)."""
+        arg = 2 * math.pi * (t.to(self.W) * self.input_scale)[:, None] * self.W[None, :]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+TIME_EMBEDDINGS: dict[str, type[nn.Module]] = {
+    "sinusoidal": SinusoidalEmbedding,
+    "fourier": GaussianFourierEmbedding,
+}
+"""Names accepted by the networks' ``time_embedding`` argument."""
+
+
+def time_embedding(name: str, dim: int) -> nn.Module:
+    """Build the embedding called ``name`` (a key of :data:`TIME_EMBEDDINGS`) with output size ``dim``."""
+    if name not in TIME_EMBEDDINGS:
+        raise ValueError(f"time_embedding must be one of {sorted(TIME_EMBEDDINGS)}, got {name!r}")
+    return TIME_EMBEDDINGS[name](dim)
+
+
+class TimeMLP(nn.Module):
+    """Embedding followed by Linear-SiLU-Linear: the conditioning vector every block of a network receives.
+
+    Args:
+        embedding: Name of the features (see :data:`TIME_EMBEDDINGS`).
+        embed_dim: Size of the raw features.
+        out_dim: Size of the conditioning vector.
+    """
+
+    def __init__(self, embedding: str, embed_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.features = time_embedding(embedding, embed_dim)
+        self.mlp = nn.Sequential(nn.Linear(embed_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        """(B,) -> (B, out_dim)."""
+        return self.mlp(self.features(t))

@@ -1,0 +1,173 @@
+"""The parameterisation layer: any network output (score, noise eps, or clean data x0) -> the score of an SDE.
+
+For a linear SDE the perturbation kernel is x_t = m(t) x_0 + s(t) z (see :mod:`scoresde.sde`), so
+
+    grad log p_0t(x_t | x_0) = -z / s(t) = (m(t) x_0 - x_t) / s(t)^2,
+
+and the three usual targets give the score by (Ho et al. 2020 eq. 11; Song et al. 2021 appendix):
+
+    prediction="score":  score = net(x, c)
+    prediction="eps":    score = -eps_hat / s(t)                       ("division by the marginal std")
+    prediction="x0":     score = (m(t) x0_hat - x_t) / s(t)^2
+
+Networks never see the SDE; only this wrapper does.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import Tensor, nn
+
+from .._utils import append_dims, batch_time
+from ..sde import SDE
+
+
+class Prediction(abc.ABC):
+    """What the network predicts; turns its output into the score."""
+
+    @abc.abstractmethod
+    def to_score(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        """out, x: (B, *event_shape); m, s: the kernel's m(t), s(t), broadcastable to x."""
+
+
+class ScorePrediction(Prediction):
+    """The network outputs the score itself."""
+
+    def to_score(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        return out
+
+
+class EpsPrediction(Prediction):
+    """The network predicts the noise z of x_t = m x_0 + s z; score = -eps / s."""
+
+    def to_score(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        return -out / s
+
+
+class X0Prediction(Prediction):
+    """The network predicts the clean data x_0; score = (m x0_hat - x_t) / s^2."""
+
+    def to_score(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        return (m * out - x) / s**2
+
+
+PREDICTIONS: dict[str, type[Prediction]] = {"score": ScorePrediction, "eps": EpsPrediction, "x0": X0Prediction}
+
+
+class TimeInput(abc.ABC):
+    """How the time t in [0, T] is presented to the network: a (B,) float tensor in [0, num_levels - 1]."""
+
+    def __init__(self, num_levels: int) -> None:
+        self.num_levels = num_levels
+
+    def scaled(self, t: Tensor, T: float) -> Tensor:
+        """c = (num_levels - 1) t / T, the common scale of both conventions."""
+        return t * ((self.num_levels - 1) / T)
+
+    @abc.abstractmethod
+    def __call__(self, t: Tensor, T: float) -> Tensor: ...
+
+
+class ContinuousTime(TimeInput):
+    """The network sees c = (num_levels - 1) t / T unrounded; with the default 1000 levels that is 999 t / T,
+    the scale DDPM++ feeds its sinusoidal embedding (Song et al. 2021), so a discrete-time network and a
+    continuous-time one share their input range."""
+
+    def __call__(self, t: Tensor, T: float) -> Tensor:
+        return self.scaled(t, T)
+
+
+class DiscreteTime(TimeInput):
+    """The network sees the level index i = round((num_levels - 1) t / T) as a float (DDPM / NCSN indices)."""
+
+    def __call__(self, t: Tensor, T: float) -> Tensor:
+        return torch.round(self.scaled(t, T))
+
+
+TIME_INPUTS: dict[str, type[TimeInput]] = {"continuous": ContinuousTime, "discrete": DiscreteTime}
+
+
+class ScoreModel(nn.Module):
+    """A network wrapped into a score function ``forward(x, t) -> grad_x log p_t(x)`` for a given SDE.
+
+    The network is called as ``net(c_in * x, c)``, where
+
+    * c is the time input (see ``time_input``): (num_levels - 1) t / T, rounded for ``"discrete"``;
+    * c_in = 1 / sqrt(m(t)^2 + s(t)^2) if ``scale_input`` (the default), else 1. This keeps the network's input
+      at about unit scale for data of unit scale (EDM's c_in with sigma_data = 1, Karras et al. 2022). It is
+      exactly 1 for the VP SDE (m^2 + s^2 = 1), close to 1 for sub-VP, and 1 / sqrt(1 + s^2) for VE, whose
+      x_t otherwise reaches sigma_max.
+
+    Args:
+        net: A network ``net(x, time_input)`` returning a tensor of x's shape.
+        sde: The forward SDE whose m(t), s(t) convert the output.
+        prediction: ``"eps"`` (default), ``"score"`` or ``"x0"``; see the module docstring.
+        time_input: ``"continuous"`` (default) or ``"discrete"``.
+        num_levels: Number of discrete levels N; sets the network's time scale [0, N - 1] in both cases.
+        scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
+
+    Shapes: x (B, *event_shape), t a float or a (B,) tensor in [0, T]; returns (B, *event_shape).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        sde: SDE,
+        *,
+        prediction: str = "eps",
+        time_input: str = "continuous",
+        num_levels: int = 1000,
+        scale_input: bool = True,
+    ) -> None:
+        super().__init__()
+        if not callable(net):
+            raise TypeError(f"net must be a callable module, got {type(net).__name__}")
+        if not isinstance(sde, SDE):
+            raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
+        if time_input not in TIME_INPUTS:
+            raise ValueError(f"time_input must be one of {sorted(TIME_INPUTS)}, got {time_input!r}")
+        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        self.net = net
+        self.sde = sde
+        self.prediction = prediction
+        self.time_input = time_input
+        self.num_levels = num_levels
+        self.scale_input = bool(scale_input)
+        self._prediction = PREDICTIONS[prediction]()
+        self._time = TIME_INPUTS[time_input](num_levels)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sde={self.sde!r}, prediction={self.prediction!r}, time_input={self.time_input!r}, "
+            f"num_levels={self.num_levels}, scale_input={self.scale_input}"
+        )
+
+    def net_time(self, t: Tensor) -> Tensor:
+        """The time input the network receives for times t of shape (B,)."""
+        return self._time(t, self.sde.T)
+
+    def input_scale(self, t: Tensor) -> Tensor:
+        """c_in(t) of shape (B,): 1 / sqrt(m^2 + s^2), or ones without ``scale_input``."""
+        if not self.scale_input:
+            return torch.ones_like(t)
+        return torch.rsqrt(self.sde.mean_scale(t) ** 2 + self.sde.std(t) ** 2)
+
+    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """The score grad_x log p_t(x), shape of x."""
+        t = batch_time(t, x)
+        out = self.net(append_dims(self.input_scale(t), x.ndim) * x, self.net_time(t))
+        if out.shape != x.shape:
+            raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
+        m = append_dims(self.sde.mean_scale(t), x.ndim)
+        s = append_dims(self.sde.std(t), x.ndim)
+        return self._prediction.to_score(out, x, m, s)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable, by default) parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,45 @@
+"""conf/model and conf/data YAMLs instantiate into the objects the contracts promise."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import scoresde
+from scoresde.data import ArrayDataset
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+CHEAP_DATA = ["digits", "checkerboard", "swiss_roll", "moons", "pinwheel", "eight_gaussians", "gaussian", "mixture"]
+
+
+@pytest.mark.parametrize("name", CHEAP_DATA)
+def test_data_configs(name):
+    cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
+    assert set(cfg) == {"dataset", "ve_sigma_max", "kind"}
+    assert cfg.kind == ("image" if name == "digits" else "points")
+    ds = instantiate(cfg.dataset)
+    assert isinstance(ds, ArrayDataset) and ds.name == name
+    # ve_sigma_max is the largest pairwise training distance, rounded up by less than 0.1
+    if name == "digits" or name == "eight_gaussians":
+        d = scoresde.data.max_pairwise_distance(ds.train)
+        assert d <= cfg.ve_sigma_max < d + 0.1
+
+
+@pytest.mark.parametrize("name, data", [("mlp", "checkerboard"), ("unet", "digits")])
+def test_model_configs_build_score_models(name, data):
+    cfg = OmegaConf.load(CONF / "model" / f"{name}.yaml")
+    assert set(cfg) == {"net", "prediction", "time_input"}
+    ds = instantiate(OmegaConf.load(CONF / "data" / f"{data}.yaml").dataset, n_test=10)
+    net = instantiate(cfg.net, event_shape=ds.event_shape)
+    model = scoresde.ScoreModel(net, scoresde.VPSDE(), prediction=cfg.prediction, time_input=cfg.time_input)
+    x = ds.train[:4]
+    assert model(x, torch.full((4,), 0.5)).shape == x.shape
+
+
+def test_large_unet_config_builds_for_28_and_32():
+    cfg = OmegaConf.load(CONF / "model" / "unet_large.yaml")
+    for shape in [(1, 28, 28), (3, 32, 32)]:
+        net = instantiate(cfg.net, event_shape=shape)
+        assert net.padded_size() == (32, 32)
