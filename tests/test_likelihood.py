@@ -1,0 +1,203 @@
+"""Probability-flow likelihoods against the analytic oracle and an independent scipy integration."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import SDE_FACTORIES
+from scipy.integrate import solve_ivp
+
+import scoresde
+from scoresde import log_likelihood
+from scoresde.oracle import Gaussian, GaussianMixture, eight_gaussians
+
+EPS = 1e-5
+
+
+def _full_gaussian(event_shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = math.prod(event_shape)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    return Gaussian(torch.randn(event_shape, generator=g, dtype=torch.float64), cov=a @ a.T / d + 0.05 * torch.eye(d))
+
+
+def _mixture():
+    """Eight modes plus a wide anisotropic one: curved flow lines, a non-constant divergence."""
+    wide = Gaussian(torch.tensor([0.5, -0.3]), cov=torch.tensor([[0.6, 0.25], [0.25, 0.3]]))
+    return GaussianMixture([*eight_gaussians().components, wide], weights=[1.0] * 8 + [2.0])
+
+
+class CountingScore:
+    def __init__(self, score_fn):
+        self.score_fn, self.calls = score_fn, 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.score_fn(x, t)
+
+
+def test_gaussian_matches_the_exact_flow(sde, event_shape):
+    """log p = prior_logp(flow(x)) + flow_logdet in closed form; also z and the two parts separately."""
+    data = _full_gaussian(event_shape)
+    x = data.sample(6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    res = log_likelihood(sde, data.score_fn(sde), x, divergence="exact", rtol=1e-5, atol=1e-5, eps=EPS)
+    dim = math.prod(event_shape)
+    z = data.flow(sde, x, EPS, sde.T)
+    assert res.logp.shape == (6,) and res.z.shape == x.shape
+    assert (res.logp - data.ode_log_prob(sde, x, eps=EPS)).abs().max() / dim < 1e-3
+    assert (res.delta_logp - data.flow_logdet(sde, EPS, sde.T)).abs().max() / dim < 1e-3
+    torch.testing.assert_close(res.z, z, rtol=0, atol=1e-3 * float(sde.prior_std))
+    torch.testing.assert_close(res.prior_logp, sde.prior_logp(res.z))
+    torch.testing.assert_close(res.logp, res.prior_logp + res.delta_logp)
+
+
+def _scipy_reference(sde, dist, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """log p by scipy's DOP853 at rtol 1e-10, divergence from one autograd.grad per coordinate (no torchdiffeq)."""
+    flow = sde.reverse(dist.score_fn(sde), probability_flow=True)
+    batch, dim = x.shape
+
+    def rhs(t, state):
+        y = torch.from_numpy(state[: batch * dim]).reshape(batch, dim).requires_grad_(True)
+        drift = flow.sde(y, t).drift
+        trace = sum(torch.autograd.grad(drift[:, i].sum(), y, retain_graph=True)[0][:, i] for i in range(dim))
+        return np.concatenate([drift.detach().reshape(-1).numpy(), trace.numpy()])
+
+    state0 = np.concatenate([x.reshape(-1).numpy(), np.zeros(batch)])
+    sol = solve_ivp(rhs, (EPS, sde.T), state0, method="DOP853", rtol=1e-10, atol=1e-10)
+    z = torch.from_numpy(sol.y[: batch * dim, -1]).reshape(batch, dim)
+    return (sde.prior_logp(z) + torch.from_numpy(sol.y[batch * dim :, -1])).numpy(), z.numpy()
+
+
+@pytest.mark.parametrize(
+    "sde_name", ["vp", pytest.param("subvp", marks=pytest.mark.slow), pytest.param("ve", marks=pytest.mark.slow)]
+)
+def test_mixture_matches_an_independent_integration(sde_name):
+    sde = SDE_FACTORIES[sde_name]()
+    dist = _mixture()
+    x = dist.sample(4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    res = log_likelihood(sde, dist.score_fn(sde), x, divergence="exact", rtol=1e-5, atol=1e-5, eps=EPS)
+    ref_logp, ref_z = _scipy_reference(sde, dist, x)
+    assert np.abs(res.logp.numpy() - ref_logp).max() / 2 < 1e-3
+    np.testing.assert_allclose(res.z.numpy(), ref_z, rtol=0, atol=1e-3 * float(sde.prior_std))
+
+
+def test_mixture_log_determinant_is_the_ratio_of_exact_marginals(sde):
+    """Along the exact flow, delta_logp = log p_eps(x) - log p_T(x(T)) with the mixture's exact marginals."""
+    dist = _mixture()
+    x = dist.sample(32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    res = log_likelihood(sde, dist.score_fn(sde), x, divergence="exact", eps=EPS)
+    expected = dist.log_prob_t(sde, x, EPS) - dist.log_prob_t(sde, res.z, sde.T)
+    assert (res.delta_logp - expected).abs().max() / 2 < 1e-3
+
+
+@pytest.mark.parametrize("divergence", ["rademacher", "gaussian"])
+def test_hutchinson_estimators_are_unbiased(divergence):
+    """400 copies of one point, each with its own probe, average to the exact answer within 4 standard errors."""
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((4,), seed=4)
+    x = data.sample(1, generator=torch.Generator().manual_seed(5), dtype=torch.float64).expand(400, 4)
+    exact = float(data.ode_log_prob(sde, x[:1], eps=EPS)[0])
+    gen = torch.Generator().manual_seed(6)
+    one = log_likelihood(sde, data.score_fn(sde), x, divergence=divergence, generator=gen).logp
+    four = log_likelihood(sde, data.score_fn(sde), x, divergence=divergence, n_probes=4, generator=gen).logp
+    for est in (one, four):
+        se = float(est.std()) / math.sqrt(est.numel())
+        assert se > 1e-3  # the estimator is random here: the Jacobian is not diagonal
+        assert abs(float(est.mean()) - exact) < 4 * se + 1e-4
+    ratio = float(four.var() / one.var())  # averaging 4 probes divides the variance by 4
+    assert 0.15 < ratio < 0.4
+
+
+@pytest.mark.parametrize("divergence,n_probes", [("exact", 1), ("rademacher", 3), ("gaussian", 1)])
+def test_nfe_counts_score_calls(divergence, n_probes):
+    sde = scoresde.SubVPSDE()
+    dist = eight_gaussians()
+    score = CountingScore(dist.score_fn(sde))
+    x = dist.sample(8, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    res = log_likelihood(sde, score, x, divergence=divergence, n_probes=n_probes, generator=torch.Generator())
+    assert res.nfe == score.calls > 10
+
+
+def test_fixed_step_method_makes_one_score_call_per_stage():
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((2,), seed=8)
+    score = CountingScore(data.score_fn(sde))
+    x = data.sample(4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    res = log_likelihood(sde, score, x, method="rk4", options={"step_size": 1 / 200})
+    assert res.nfe == score.calls == 4 * 200
+    assert (res.logp - data.ode_log_prob(sde, x, eps=EPS)).abs().max() / 2 < 1e-3
+
+
+def test_a_sample_does_not_depend_on_its_batch_beyond_the_tolerance(sde):
+    """Batched and one-at-a-time answers agree to solver accuracy, though the batch shares its steps.
+
+    Measured at rtol = atol = 1e-5: at most ~2e-4 nats per sample apart (same size as each one's error).
+    """
+    dist = _mixture()
+    x = dist.sample(6, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    x[0] = torch.tensor([0.0, 0.0], dtype=torch.float64)  # between the modes: a harder trajectory
+    score = dist.score_fn(sde)
+    batched = log_likelihood(sde, score, x, rtol=1e-5, atol=1e-5)
+    alone = [log_likelihood(sde, score, x[i : i + 1], rtol=1e-5, atol=1e-5) for i in range(6)]
+    assert (batched.logp - torch.cat([a.logp for a in alone])).abs().max() / 2 < 1e-3
+
+
+def test_float32_input_is_solved_in_float32():
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((3, 2, 2), seed=11)
+    x = data.sample(5, generator=torch.Generator().manual_seed(12), dtype=torch.float32)
+    res = log_likelihood(sde, data.score_fn(sde), x)
+    assert res.logp.dtype == torch.float32
+    assert (res.logp.double() - data.ode_log_prob(sde, x.double(), eps=EPS)).abs().max() / 12 < 1e-3
+
+
+def test_generator_makes_hutchinson_reproducible():
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((3,), seed=13)
+    x = data.sample(3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    run = lambda seed: (
+        log_likelihood(  # noqa: E731
+            sde, data.score_fn(sde), x, divergence="rademacher", generator=torch.Generator().manual_seed(seed)
+        ).logp
+    )
+    torch.testing.assert_close(run(0), run(0), rtol=0, atol=0)
+    assert not torch.equal(run(0), run(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"divergence": "hutch"}, ValueError, "divergence must be one of"),
+        ({"divergence": "rademacher", "n_probes": 0}, ValueError, "n_probes"),
+        ({"divergence": "exact", "n_probes": 2}, ValueError, "n_probes"),
+        ({"method": "rk45"}, ValueError, "method must be one of"),
+        ({"rtol": 0.0}, ValueError, "rtol"),
+        ({"atol": -1.0}, ValueError, "atol"),
+        ({"eps": 0.0}, ValueError, "eps"),
+        ({"eps": 1.0}, ValueError, "eps"),
+        ({"options": {"norm": max}}, ValueError, "norm"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((2,))
+    with pytest.raises(exc, match=match):
+        log_likelihood(sde, data.score_fn(sde), torch.zeros(2, 2, dtype=torch.float64), **kwargs)
+
+
+def test_bad_inputs():
+    sde = scoresde.VPSDE()
+    score = _full_gaussian((2,)).score_fn(sde)
+    with pytest.raises(ValueError, match="shape"):
+        log_likelihood(sde, score, torch.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        log_likelihood(sde, score, torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="non-finite"):
+        log_likelihood(sde, score, torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(TypeError, match="floating"):
+        log_likelihood(sde, score, torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="callable"):
+        log_likelihood(sde, None, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="score_fn returned shape"):
+        log_likelihood(sde, lambda x, t: x[:, :1], torch.zeros(2, 2))
