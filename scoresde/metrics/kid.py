@@ -48,10 +48,18 @@ class PolynomialKernel:
     gamma: float | None = None
     coef0: float = 1.0
 
+    def __post_init__(self):
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 1:
+            raise ValueError(f"degree must be an integer >= 1, got {self.degree!r}")
+
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Gram matrix between x (N, D) and y (M, D), shape (N, M)."""
         gamma = 1.0 / x.shape[1] if self.gamma is None else self.gamma
-        return (gamma * (x @ y.T) + self.coef0) ** self.degree
+        base = gamma * (x @ y.T) + self.coef0
+        out = base
+        for _ in range(self.degree - 1):  # repeated products: several times faster than a float power
+            out = out * base
+        return out
 
 
 def mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:

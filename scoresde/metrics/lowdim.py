@@ -40,7 +40,7 @@ class RBFKernel:
         return sum(np.exp(-sq / (2.0 * h**2)) for h in self.bandwidths)
 
 
-def mmd_rbf(x, y, *, bandwidths: Sequence[float] = DEFAULT_BANDWIDTHS, max_points: int = 5000, seed: int = 0) -> float:
+def mmd_rbf(x, y, *, bandwidths: Sequence[float] = DEFAULT_BANDWIDTHS, max_points: int = 2000, seed: int = 0) -> float:
     """Unbiased MMD^2 between two sample sets with a (multi-bandwidth) RBF kernel.
 
     Args:
