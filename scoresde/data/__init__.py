@@ -4,7 +4,9 @@ Every loader returns an :class:`ArrayDataset`; nothing downloads.
 """
 
 from .base import ArrayDataset, RandomHorizontalFlip, dequantize, from_levels, max_pairwise_distance, to_levels
+from .cifar10 import cifar10
 from .digits import digits
+from .idx import fashion_mnist, mnist
 from .toy import checkerboard, eight_gaussians, gaussian, mixture, moons, pinwheel, swiss_roll
 
 __all__ = [
@@ -15,6 +17,9 @@ __all__ = [
     "dequantize",
     "max_pairwise_distance",
     "digits",
+    "fashion_mnist",
+    "mnist",
+    "cifar10",
     "checkerboard",
     "swiss_roll",
     "moons",

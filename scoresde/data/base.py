@@ -37,10 +37,19 @@ def _check_range(data_range: tuple[float, float]) -> tuple[float, float]:
 
 
 def from_levels(k: Tensor, levels: int, data_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
-    """Integer levels k in {0..K-1} (any integer or float tensor) -> float32 model values lo + (hi - lo) k / (K - 1)."""
+    """Levels k in {0..K-1} -> float32 model values lo + (hi - lo) k / (K - 1), computed in float64 and rounded.
+
+    Integer tensors go through a K-entry lookup table (fast for large uint8 image arrays) and must lie in
+    {0..K-1}; float tensors are mapped by the formula.
+    """
     levels = _check_levels(levels)
     lo, hi = _check_range(data_range)
-    return (lo + (hi - lo) * k.to(torch.float64) / (levels - 1)).to(torch.float32)
+    if k.is_floating_point():
+        return (lo + (hi - lo) * k.to(torch.float64) / (levels - 1)).to(torch.float32)
+    if k.numel() and (int(k.min()) < 0 or int(k.max()) >= levels):
+        raise ValueError(f"levels must lie in 0..{levels - 1}, got values in [{int(k.min())}, {int(k.max())}]")
+    table = (lo + (hi - lo) * torch.arange(levels, dtype=torch.float64) / (levels - 1)).to(torch.float32)
+    return table.to(k.device)[k.int()]
 
 
 def to_levels(x: Tensor, levels: int, data_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:

@@ -2,10 +2,13 @@
 
 from .embeddings import GaussianFourierEmbedding, SinusoidalEmbedding, TimeMLP
 from .mlp import MLP
-from .parameterization import ScoreModel, count_parameters
+from .parameterization import ScoreModel
+from .summary import ModelSummary, count_parameters, summarize
 from .unet import UNet
 
 __all__ = [
+    "ModelSummary",
+    "summarize",
     "ScoreModel",
     "count_parameters",
     "MLP",

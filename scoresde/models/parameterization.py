@@ -166,8 +166,3 @@ class ScoreModel(nn.Module):
         m = append_dims(self.sde.mean_scale(t), x.ndim)
         s = append_dims(self.sde.std(t), x.ndim)
         return self._prediction.to_score(out, x, m, s)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable, by default) parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
