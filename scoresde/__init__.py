@@ -9,11 +9,16 @@ from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .models import ScoreModel
 from .quantization import BitsPerDim, Quantization
+from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
+from .solvers import SOLVERS, SampleInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "sample",
+    "SampleInfo",
+    "SOLVERS",
     "SDE",
     "VPSDE",
     "SubVPSDE",

@@ -1,0 +1,133 @@
+"""``sample``: the one entry point that draws samples from a score model with any solver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .sde import SDE, ScoreFn
+from .solvers import SOLVERS
+from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+
+
+def make_solver(solver: str | Solver, **options: Any) -> Solver:
+    """A solver object from a name in ``SOLVERS`` and its constructor options, or the object itself."""
+    if isinstance(solver, Solver):
+        if options:
+            raise TypeError(
+                f"solver options {sorted(options)} are only accepted with a solver name; "
+                f"configure the {type(solver).__name__} object instead"
+            )
+        return solver
+    if isinstance(solver, str) and solver in SOLVERS:
+        return SOLVERS[solver](**options)
+    raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+
+
+def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
+    """Tweedie's formula: E[x_0 | x_t] = (x_t + s(t)^2 grad log p_t(x_t)) / m(t); one score evaluation.
+
+    At t = eps this is the final denoising step of NCSNv2 (Song & Ermon 2020) and of Song et al. 2021;
+    the division by m(eps) (= 1 for VE, 1 - O(eps) for VP) makes it the exact posterior mean.
+    """
+    m, s = float(sde.mean_scale(t)), float(sde.std(t))
+    time = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+    return (x + s**2 * score(x, time)) / m
+
+
+def _initial_state(sde, shape, start, generator, device, dtype) -> Tensor:
+    if start is None:
+        if shape is None:
+            raise ValueError("give the sample shape (B, *event_shape) or a start tensor")
+        return sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
+    if not isinstance(start, Tensor) or not start.is_floating_point() or start.ndim < 1:
+        raise TypeError("start must be a floating-point tensor of shape (B, *event_shape)")
+    if shape is not None and tuple(start.shape) != tuple(shape):
+        raise ValueError(f"start has shape {tuple(start.shape)} but shape={tuple(shape)} was given")
+    return start.to(device=device if device is not None else start.device, dtype=dtype or start.dtype)
+
+
+def sample(
+    sde: SDE,
+    score_fn: ScoreFn,
+    shape: tuple[int, ...] | None,
+    *,
+    solver: str | Solver = "pc",
+    steps: int | None = None,
+    eps: float = 1e-3,
+    denoise: bool = True,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = False,
+    start: Tensor | None = None,
+    callback: Callback | None = None,
+    trajectory: bool = False,
+    **solver_options: Any,
+) -> tuple[Tensor, SampleInfo]:
+    """Sample from the model whose score is ``score_fn`` by solving the reverse-time process of ``sde``.
+
+    Args:
+        sde: The forward SDE the score belongs to.
+        score_fn: ``score_fn(x, t)``, x of shape (B, *event_shape), t of shape (B,); returns x's shape.
+        shape: (B, *event_shape) of the sample; may be None when ``start`` is given.
+        solver: A name in ``scoresde.solvers.SOLVERS`` ("pc", "euler_maruyama", "ode", "ald", ...) or a Solver.
+        steps: Grid intervals (each solver's default if None: 1000 for EM/PC, 10 levels for ALD, ...).
+        eps: End time in (0, T); the reverse process stops there.
+        denoise: Finish with Tweedie's denoising step at eps (one more score evaluation, counted in nfe).
+        generator: Random generator for the prior draw and every noise draw.
+        device: Device of the sample (default: the generator's, start's, or the default device).
+        dtype: Floating dtype of the sample (default: start's or torch's default).
+        progress: Show a tqdm progress bar.
+        start: x_T to start from instead of a prior draw, shape (B, *event_shape).
+        callback: ``callback(i, t, x)`` after every step with the state x at time t.
+        trajectory: Store the states at every grid time in ``info.trajectory``, shape (N + 1, B, *event_shape).
+        **solver_options: Constructor arguments of the named solver, e.g. ``method="rk4"`` or ``corrector="none"``.
+
+    Returns:
+        The samples, shape (B, *event_shape), and a :class:`SampleInfo` (nfe, wall_time, steps, ...).
+
+    Raises:
+        ValueError: for an unknown solver, steps < 1, eps outside (0, T), a score of the wrong shape.
+        NonFiniteError: if the trajectory becomes NaN or infinite (names the step and time).
+    """
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    solver = make_solver(solver, **solver_options)
+    steps = solver.default_steps if steps is None else steps
+    times = solver.grid(sde, steps, eps)
+    solver.check(sde)
+    if generator is not None and device is None and start is None:
+        device = generator.device
+    score = CountingScore(score_fn)
+    x = _initial_state(sde, shape, start, generator, device, dtype)
+    if generator is not None and generator.device.type != x.device.type:
+        raise ValueError(f"generator is on {generator.device} but the sample is on {x.device}")
+
+    def run() -> tuple[Tensor, Tensor | None]:
+        with torch.no_grad():
+            out, traj = integrate(
+                solver,
+                sde,
+                score,
+                x,
+                times,
+                generator=generator,
+                callback=callback,
+                trajectory=trajectory,
+                progress=progress,
+            )
+            if denoise:
+                out = tweedie_denoise(sde, score, out, float(times[-1]))
+                if not bool(torch.isfinite(out).all()):
+                    raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
+        return out, traj
+
+    (out, traj), wall = timed(run, x.device)
+    extras = solver.describe() | {"denoise": denoise}
+    info = SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, traj)
+    return out, info

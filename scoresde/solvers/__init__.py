@@ -1,0 +1,62 @@
+"""Samplers for the reverse-time process: one file per method, one integration loop (:func:`base.integrate`).
+
+``SOLVERS`` maps the names accepted by :func:`scoresde.sample` (and conf/solver/*.yaml) to solver classes;
+a new solver is a :class:`Solver` subclass with a ``step`` method, added here or passed to ``sample`` as an object.
+"""
+
+from . import grids
+from .ald import AnnealedLangevinDynamics
+from .base import CountingScore, GridCoefficients, NonFiniteError, SampleInfo, Solver, StepContext, integrate
+from .euler_maruyama import EulerMaruyama
+from .ode import ODE_METHODS, ProbabilityFlowODE
+from .pc import (
+    CORRECTORS,
+    PREDICTORS,
+    Ancestral,
+    AnnealedLangevin,
+    Corrector,
+    EulerMaruyamaPredictor,
+    Langevin,
+    NoCorrector,
+    NoPredictor,
+    Predictor,
+    PredictorCorrector,
+    ReverseDiffusion,
+)
+
+SOLVERS: dict[str, type[Solver]] = {
+    "euler_maruyama": EulerMaruyama,
+    "pc": PredictorCorrector,
+    "reverse_diffusion": ReverseDiffusion,
+    "ancestral": Ancestral,
+    "ald": AnnealedLangevinDynamics,
+    "ode": ProbabilityFlowODE,
+}
+
+__all__ = [
+    "SOLVERS",
+    "PREDICTORS",
+    "CORRECTORS",
+    "ODE_METHODS",
+    "Solver",
+    "StepContext",
+    "GridCoefficients",
+    "CountingScore",
+    "SampleInfo",
+    "NonFiniteError",
+    "integrate",
+    "grids",
+    "EulerMaruyama",
+    "PredictorCorrector",
+    "Predictor",
+    "Corrector",
+    "ReverseDiffusion",
+    "Ancestral",
+    "EulerMaruyamaPredictor",
+    "NoPredictor",
+    "Langevin",
+    "AnnealedLangevin",
+    "NoCorrector",
+    "AnnealedLangevinDynamics",
+    "ProbabilityFlowODE",
+]

@@ -1,0 +1,253 @@
+"""The solver interface, the per-grid coefficient table and THE integration loop every sampler runs through.
+
+A sampler is split into three parts that never know each other (cf. diffrax): the *process* (an
+:class:`~scoresde.sde.SDE` and a score function), the *time grid* (a function in :mod:`.grids`) and the
+*solver*, an object with a ``step(x, i, ctx)`` method that moves the state from grid time ``t_i`` to
+``t_{i+1}``. :func:`integrate` walks the grid once for every solver: it calls the solver, records the
+trajectory, calls the user's callback and checks for non-finite values.
+
+Everything a step needs that depends only on the grid (m, s, f, g^2 at every grid time; the ratio r and
+variance v of the exact one-step kernel of every interval) is computed once per run, in float64, by
+:class:`GridCoefficients` and stored as Python floats, so a step does only the tensor arithmetic of its
+update rule: no per-step input validation, no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE, ScoreFn
+from . import grids
+
+Callback = Callable[[int, float, Tensor], None]
+"""``callback(i, t, x)``: called after step ``i`` with the state ``x`` at grid time ``t = t_{i+1}``."""
+
+
+class NonFiniteError(FloatingPointError):
+    """A sampler produced NaN or infinite values; the message names the first bad step and its time."""
+
+
+@dataclass
+class SampleInfo:
+    """What a sampling run reports.
+
+    Attributes:
+        nfe: Number of score evaluations actually made (including the final denoising call).
+        wall_time: Seconds from the prior draw to the returned sample.
+        steps: Number of grid intervals walked (e.g. levels for ALD, output intervals for adaptive ODEs).
+        solver: Name of the solver class.
+        extras: Solver-specific settings and statistics (``Solver.describe()``), e.g. predictor/corrector names.
+        times: Grid times t_0 = T > ... > t_N = eps, shape (N + 1,), float64 on the CPU.
+        trajectory: States at every grid time, shape (N + 1, B, *event_shape), if requested; else None.
+    """
+
+    nfe: int
+    wall_time: float
+    steps: int
+    solver: str
+    extras: dict[str, Any] = field(default_factory=dict)
+    times: Tensor | None = None
+    trajectory: Tensor | None = None
+
+
+class CountingScore:
+    """A score function that counts its calls and checks the shape of what it returns.
+
+    Args:
+        score_fn: ``score_fn(x, t)`` with x of shape (B, *event_shape) and t of shape (B,).
+    """
+
+    def __init__(self, score_fn: ScoreFn) -> None:
+        if not callable(score_fn):
+            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        self.score_fn = score_fn
+        self.calls = 0
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.calls += 1
+        out = self.score_fn(x, t)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"score_fn returned {got} for x of shape {tuple(x.shape)}; it must return x's shape")
+        return out
+
+
+@dataclass(frozen=True)
+class GridCoefficients:
+    """Scalar SDE coefficients on a time grid t_0 > t_1 > ... > t_N, as Python floats (computed in float64).
+
+    Per grid time (N + 1 entries): ``t``, mean scale ``m``, std ``s``, noise level ``sigma = s / m``,
+    drift coefficient ``f`` and squared diffusion ``g2``. Per interval i (N entries, from t_i down to
+    t_{i+1}): ``dt = t_i - t_{i+1} > 0`` and the exact forward kernel x_{t_i} = r x_{t_{i+1}} + sqrt(v) z of
+    :meth:`SDE.discretize`, so r = m(t_i) / m(t_{i+1}) and v = s(t_i)^2 - r^2 s(t_{i+1})^2 (computed stably).
+    """
+
+    t: list[float]
+    m: list[float]
+    s: list[float]
+    sigma: list[float]
+    f: list[float]
+    g2: list[float]
+    dt: list[float]
+    r: list[float]
+    v: list[float]
+
+    @classmethod
+    def from_grid(cls, sde: SDE, times: Tensor) -> GridCoefficients:
+        """Evaluate the coefficients of ``sde`` on ``times`` (shape (N + 1,), decreasing) in one pass each."""
+        t = times.to(torch.float64).cpu()
+        dt = t[:-1] - t[1:]
+        # SDE.discretize is linear in x: on a unit state its drift part is (r - 1) and G = sqrt(v).
+        unit = torch.ones(len(dt), 1, dtype=torch.float64)
+        kernel = sde.discretize(unit, t[:-1], dt)
+        m, s = sde.mean_scale(t), sde.std(t)
+        return cls(
+            t=t.tolist(),
+            m=m.tolist(),
+            s=s.tolist(),
+            sigma=(s / m).tolist(),
+            f=sde.f(t).tolist(),
+            g2=sde.g2(t).tolist(),
+            dt=dt.tolist(),
+            r=(kernel.f[:, 0] + 1).tolist(),
+            v=(kernel.G**2).tolist(),
+        )
+
+
+@dataclass
+class StepContext:
+    """What a solver's ``step`` may use besides the state: the process, the grid and a noise source."""
+
+    sde: SDE
+    score: CountingScore
+    coeffs: GridCoefficients
+    times: Tensor  # (N + 1,) grid times in the sample's dtype and device
+    batch: int
+    generator: torch.Generator | None
+
+    def t(self, i: int) -> Tensor:
+        """Grid time t_i as a (B,) tensor for the score function (a view, no copy)."""
+        return self.times[i].expand(self.batch)
+
+    def noise(self, like: Tensor) -> Tensor:
+        """Standard normal noise of ``like``'s shape, dtype and device, from the run's generator."""
+        return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)
+
+
+class Solver(abc.ABC):
+    """A numerical method for the reverse-time process, moving the state one grid interval per :meth:`step`.
+
+    Subclasses set ``order`` (convergence order of the method, None where it has no single one) and
+    ``default_steps``, implement :meth:`step` and may override :meth:`grid` (where steps fall) and
+    :meth:`check` (refuse SDEs or settings for which the method is not meaningful).
+    """
+
+    order: float | None = None
+    default_steps: int = 1000
+
+    def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
+        """Grid times T = t_0 > ... > t_steps = eps, float64 of shape (steps + 1,). Uniform in t by default."""
+        return grids.uniform(sde, steps, eps)
+
+    def check(self, sde: SDE) -> None:
+        """Raise ``ValueError`` if this solver cannot sample from ``sde``; every linear SDE is fine by default."""
+        return None
+
+    @abc.abstractmethod
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        """Move ``x`` from grid time t_i to t_{i+1}.
+
+        Args:
+            x: State at t_i, shape (B, *event_shape).
+            i: Index of the interval, 0 <= i < N.
+            ctx: The run's process, coefficients and noise source.
+
+        Returns:
+            The state at t_{i+1}, same shape as ``x``.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth reporting in :attr:`SampleInfo.extras`."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"{type(self).__name__}({args})"
+
+
+def integrate(
+    solver: Solver,
+    sde: SDE,
+    score: CountingScore,
+    x: Tensor,
+    times: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    trajectory: bool = False,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Walk the grid ``times`` with ``solver`` from the state ``x`` at ``times[0]``: the one integration loop.
+
+    Finiteness is recorded on the device at every step and checked once at the end (one synchronisation),
+    so a NaN stops the run with an error naming the first bad step and its time.
+
+    Args:
+        solver: The method taking each step.
+        sde: The forward SDE whose reverse is sampled.
+        score: The counted score function.
+        x: Initial state at ``times[0]``, shape (B, *event_shape).
+        times: Decreasing grid, shape (N + 1,) (any float dtype; coefficients are taken in float64).
+        generator: Source of the solver's noise.
+        callback: Called as ``callback(i, t_{i+1}, x)`` after every step.
+        trajectory: Also return the states at every grid time, shape (N + 1, B, *event_shape).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The state at ``times[-1]`` and the trajectory (or None).
+
+    Raises:
+        NonFiniteError: if the state became NaN or infinite; names the first such step and time.
+    """
+    coeffs = GridCoefficients.from_grid(sde, times)
+    ctx = StepContext(sde, score, coeffs, times.to(dtype=x.dtype, device=x.device), x.shape[0], generator)
+    n = len(coeffs.dt)
+    finite = torch.ones(n, dtype=torch.bool, device=x.device)
+    states = [x] if trajectory else None
+    steps: range | Any = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=type(solver).__name__, leave=False)
+    for i in steps:
+        x = solver.step(x, i, ctx)
+        finite[i] = torch.isfinite(x).all()
+        if states is not None:
+            states.append(x)
+        if callback is not None:
+            callback(i, coeffs.t[i + 1], x)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0])
+        raise NonFiniteError(
+            f"{type(solver).__name__} produced non-finite values at step {i} of {n} "
+            f"(from t={coeffs.t[i]:.6g} to t={coeffs.t[i + 1]:.6g}); check the score function and the step count"
+        )
+    return x, (torch.stack(states) if states is not None else None)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """Run ``fn()`` and return its result and wall time, synchronising CUDA before reading the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start

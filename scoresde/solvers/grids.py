@@ -1,0 +1,60 @@
+"""Time grids: where the steps of a sampler fall, as functions independent of every solver.
+
+Each function returns the times T = t_0 > t_1 > ... > t_N = eps as a float64 tensor of shape (N + 1,).
+Grids defined on the noise level sigma(t) = s(t) / m(t) are mapped to times with
+:meth:`SDE.t_from_sigma`, so they serve every SDE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE
+
+
+def check_steps_eps(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
+    """Validate a step count (integer >= 1) and an end time eps in (0, T); return them."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps must be a float in (0, T) = (0, {sde.T}), got {type(eps).__name__}")
+    eps = float(eps)
+    if not (math.isfinite(eps) and 0.0 < eps < sde.T):
+        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
+    return steps, eps
+
+
+def uniform(sde: SDE, steps: int, eps: float) -> Tensor:
+    """Uniform in time: t_i = T - i (T - eps) / N (Song et al. 2021, all samplers of the paper)."""
+    steps, eps = check_steps_eps(sde, steps, eps)
+    return torch.linspace(sde.T, eps, steps + 1, dtype=torch.float64)
+
+
+def _from_sigmas(sde: SDE, sigmas: Tensor, eps: float) -> Tensor:
+    t = sde.t_from_sigma(sigmas).clamp(eps, sde.T)
+    t[0], t[-1] = sde.T, eps  # pin the ends exactly against round-off of the inverse
+    return t
+
+
+def geometric_sigma(sde: SDE, steps: int, eps: float) -> Tensor:
+    """Geometric in the noise level between sigma(T) and sigma(eps), as NCSN's levels (Song & Ermon 2019)."""
+    steps, eps = check_steps_eps(sde, steps, eps)
+    lo, hi = math.log(float(sde.sigma(eps))), math.log(float(sde.sigma(sde.T)))
+    return _from_sigmas(sde, torch.linspace(hi, lo, steps + 1, dtype=torch.float64).exp(), eps)
+
+
+def karras(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> Tensor:
+    """EDM's grid (Karras et al. 2022, eq. 5): sigma_i^(1/rho) uniform between sigma(T) and sigma(eps)."""
+    steps, eps = check_steps_eps(sde, steps, eps)
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    lo, hi = float(sde.sigma(eps)) ** (1 / rho), float(sde.sigma(sde.T)) ** (1 / rho)
+    return _from_sigmas(sde, torch.linspace(hi, lo, steps + 1, dtype=torch.float64) ** rho, eps)
+
+
+def uniform_log_snr(sde: SDE, steps: int, eps: float) -> Tensor:
+    """Uniform in lambda = -log sigma, half the log signal-to-noise ratio (DPM-Solver, Lu et al. 2022, sec. 3.4)."""
+    return geometric_sigma(sde, steps, eps)

@@ -1,0 +1,74 @@
+"""The integration loop, the coefficient table, NFE counting and adding a solver from outside the package."""
+
+import pytest
+import torch
+
+import scoresde
+from scoresde.oracle import Gaussian
+from scoresde.solvers import CountingScore, GridCoefficients, NonFiniteError, Solver, grids, integrate
+
+DATA = Gaussian(torch.tensor([1.0, -0.5]), std=torch.tensor([0.5, 0.3]))
+
+
+def test_coefficients_are_the_sdes(sde):
+    t = grids.uniform(sde, 5, 1e-3)
+    c = GridCoefficients.from_grid(sde, t)
+    dt = t[:-1] - t[1:]
+    for i in range(5):
+        x = torch.ones(1, 1, dtype=torch.float64)
+        f, G = sde.discretize(x, float(t[i]), float(dt[i]))
+        assert c.r[i] == pytest.approx(float(f) + 1, rel=1e-12)
+        assert c.v[i] == pytest.approx(float(G) ** 2, rel=1e-12)
+        assert c.dt[i] == pytest.approx(float(dt[i]))
+    assert c.m == pytest.approx(sde.mean_scale(t).tolist())
+    assert c.s == pytest.approx(sde.std(t).tolist())
+    assert c.g2 == pytest.approx(sde.g2(t).tolist())
+    assert c.sigma == pytest.approx(sde.sigma(t).tolist())
+
+
+class HalfwayToTweedie(Solver):
+    """A user-defined solver: x <- m(t_{i+1}) E[x_0 | x_t_i], written without touching the package."""
+
+    default_steps = 3
+
+    def step(self, x, i, ctx):
+        c = ctx.coeffs
+        x0 = (x + c.s[i] ** 2 * ctx.score(x, ctx.t(i))) / c.m[i]
+        return c.m[i + 1] * x0
+
+
+def test_a_new_solver_plugs_into_sample(sde):
+    calls = []
+    x, info = scoresde.sample(sde, DATA.score_fn(sde), (5, 2), solver=HalfwayToTweedie(), denoise=False,
+                              callback=lambda i, t, x: calls.append((i, t, x.shape)))  # fmt: skip
+    assert info.nfe == 3 and info.solver == "HalfwayToTweedie"
+    assert [c[0] for c in calls] == [0, 1, 2]
+    assert [c[1] for c in calls] == pytest.approx(info.times[1:].tolist())
+
+
+def test_non_finite_state_names_step_and_time(sde):
+    class Explodes(Solver):
+        def step(self, x, i, ctx):
+            return x * (float("inf") if i == 3 else 1.0)
+
+    times = grids.uniform(sde, 6, 1e-3)
+    score = CountingScore(DATA.score_fn(sde))
+    with pytest.raises(NonFiniteError, match=r"step 3 of 6 \(from t=0\.5005 to t=0\.334\)"):
+        integrate(Explodes(), sde, score, torch.zeros(2, 2), times)
+
+
+def test_counting_score_checks_shape():
+    score = CountingScore(lambda x, t: x[:, :1])
+    with pytest.raises(ValueError, match=r"score_fn returned \(4, 1\) for x of shape \(4, 2\)"):
+        score(torch.zeros(4, 2), torch.zeros(4))
+    assert score.calls == 1
+    with pytest.raises(TypeError, match="callable"):
+        CountingScore(3)
+
+
+def test_trajectory_holds_every_grid_state(sde):
+    x_T = torch.randn(3, 2)
+    x, info = scoresde.sample(sde, DATA.score_fn(sde), None, start=x_T, solver="euler_maruyama", steps=6,
+                              trajectory=True, denoise=False)  # fmt: skip
+    assert info.trajectory.shape == (7, 3, 2)
+    assert torch.equal(info.trajectory[0], x_T) and torch.equal(info.trajectory[-1], x)
