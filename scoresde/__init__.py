@@ -3,10 +3,11 @@
 The public API is re-exported here; see the README for a tour.
 """
 
-from . import data, models, oracle
+from . import data, metrics, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
+from .metrics import frechet_distance
 from .models import ScoreModel
 from .quantization import BitsPerDim, Quantization
 from .sampling import sample
@@ -32,6 +33,8 @@ __all__ = [
     "ddpm_loss",
     "ncsn_loss",
     "oracle",
+    "metrics",
+    "frechet_distance",
     "ScoreModel",
     "models",
     "data",
