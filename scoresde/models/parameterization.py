@@ -108,7 +108,9 @@ class ScoreModel(nn.Module):
         num_levels: Number of discrete levels N; sets the network's time scale [0, N - 1] in both cases.
         scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
 
-    Shapes: x (B, *event_shape), t a float or a (B,) tensor in [0, T]; returns (B, *event_shape).
+    Shapes: x (B, *event_shape), t a float or a (B,) tensor in [0, T]; returns (B, *event_shape) in x's dtype.
+    The network runs in its own parameter dtype (a float64 solver may call a float32 network); m(t), s(t) and the
+    conversion to the score are computed in x's dtype.
     """
 
     def __init__(
@@ -160,7 +162,11 @@ class ScoreModel(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """The score grad_x log p_t(x), shape of x."""
         t = batch_time(t, x)
-        out = self.net(append_dims(self.input_scale(t), x.ndim) * x, self.net_time(t))
+        x_in, c = append_dims(self.input_scale(t), x.ndim) * x, self.net_time(t)
+        param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
+        if param is not None and param.is_floating_point() and param.dtype != x.dtype:
+            x_in, c = x_in.to(param.dtype), c.to(param.dtype)  # e.g. float64 ODE solvers around a float32 net
+        out = self.net(x_in, c).to(x.dtype)
         if out.shape != x.shape:
             raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
         m = append_dims(self.sde.mean_scale(t), x.ndim)

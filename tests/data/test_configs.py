@@ -43,3 +43,12 @@ def test_large_unet_config_builds_for_28_and_32():
     for shape in [(1, 28, 28), (3, 32, 32)]:
         net = instantiate(cfg.net, event_shape=shape)
         assert net.padded_size() == (32, 32)
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist", "cifar10"])
+def test_file_dataset_configs(name, tmp_path):
+    cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
+    assert set(cfg) == {"dataset", "ve_sigma_max", "kind"} and cfg.kind == "image"
+    assert cfg.ve_sigma_max >= 40  # 784 or 3072 dims in [-1, 1]
+    with pytest.raises(Exception, match=str(tmp_path / "missing")):
+        instantiate(cfg.dataset, root=str(tmp_path / "missing"))

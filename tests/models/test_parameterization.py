@@ -104,3 +104,13 @@ def test_bad_sde_and_bad_net_output():
     model = ScoreModel(lambda x, c: x.flatten(1), scoresde.VPSDE())
     with pytest.raises(ValueError, match="net returned shape"):
         model(torch.randn(2, 1, 2, 2), 0.5)
+
+
+def test_float64_input_runs_a_float32_network():
+    sde = scoresde.VPSDE()
+    net = scoresde.models.MLP((2,), width=16, num_blocks=1, embed_dim=8)
+    model = ScoreModel(net, sde)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    out = model(x, torch.full((3,), 0.3, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), model(x.float(), torch.full((3,), 0.3)))
