@@ -201,3 +201,15 @@ def test_bad_inputs():
         log_likelihood(sde, None, torch.zeros(2, 2))
     with pytest.raises(ValueError, match="score_fn returned shape"):
         log_likelihood(sde, lambda x, t: x[:, :1], torch.zeros(2, 2))
+
+
+def test_works_under_no_grad_and_leaves_no_graph():
+    """Callers often evaluate under torch.no_grad(); the VJPs inside still work and nothing requires grad after."""
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((3,), seed=15)
+    x = data.sample(4, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
+    with torch.no_grad():
+        res = log_likelihood(sde, data.score_fn(sde), x)
+    assert not res.logp.requires_grad and not res.z.requires_grad
+    torch.testing.assert_close(res.nats_per_dim, -res.logp / 3)
+    assert (res.logp - data.ode_log_prob(sde, x, eps=EPS)).abs().max() / 3 < 1e-3
