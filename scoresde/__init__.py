@@ -3,6 +3,8 @@
 The public API is re-exported here; see the README for a tour.
 """
 
+import warnings
+
 from . import data, metrics, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
@@ -13,6 +15,10 @@ from .quantization import BitsPerDim, Quantization
 from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
 from .solvers import SOLVERS, SampleInfo
+
+# `python -m scoresde.likelihood` runs a module this package has already imported for its public API; runpy warns
+# about the second copy, which is harmless there (its __main__ block only calls scoresde.cli.likelihood.main).
+warnings.filterwarnings("ignore", message="'scoresde.likelihood' found in sys.modules", category=RuntimeWarning)
 
 __version__ = "0.1.0"
 
