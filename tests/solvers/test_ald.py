@@ -55,13 +55,17 @@ def test_levels_are_geometric(sde):
 
 @pytest.mark.slow
 def test_mixture_mode_weights(sde):
-    """Annealing moves mass between modes: the 8 mode weights come out within binomial error."""
+    """Annealing moves mass between modes: the 8 mode weights come out within binomial error with 30 levels.
+
+    With NCSN's 10 levels they do not for VP and sub-VP (measured: up to 4.6 and 7.1 binomial standard errors off),
+    whose noise levels span 4 and 6 decades (sigma(1e-3) to sigma(1)), so 10 levels are 2.6x and 4x apart;
+    NCSNv2 (Song & Ermon 2020, technique 2) prescribes many more, closely spaced levels for the same reason."""
     sde = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0) if isinstance(sde, scoresde.VESDE) else sde
     mix = eight_gaussians(weights=[1, 2, 3, 4, 1, 2, 3, 4])
     n = 4000
     gen = torch.Generator().manual_seed(0)
     x_T = marginal_mixture(mix, sde, sde.T).sample(n, generator=gen)
-    x, _ = scoresde.sample(sde, mix.score_fn(sde), None, start=x_T, solver="ald", generator=gen)
+    x, _ = scoresde.sample(sde, mix.score_fn(sde), None, start=x_T, solver="ald", steps=30, generator=gen)
     counts = torch.bincount(mix.responsibilities(None, x.double()).argmax(1), minlength=8).double() / n
     w = mix.weights
     assert bool(((counts - w).abs() < 4 * (w * (1 - w) / n).sqrt()).all()), (counts, w)
