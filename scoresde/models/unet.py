@@ -112,8 +112,8 @@ class UNet(nn.Module):
     def __init__(
         self,
         event_shape: tuple[int, int, int],
-        channels: int = 32,
-        ch_mult: tuple[int, ...] = (1, 1),
+        channels: int = 16,
+        ch_mult: tuple[int, ...] = (1, 2, 2),
         num_res_blocks: int = 1,
         attn_levels: tuple[int, ...] = (1,),
         dropout: float = 0.0,

@@ -64,10 +64,10 @@ def test_padding_does_not_leak_into_the_output():
 
 
 def test_attention_and_depth_change_the_parameter_count():
-    base = count_parameters(UNet((1, 8, 8), attn_levels=()))
-    assert count_parameters(UNet((1, 8, 8), attn_levels=(1,))) > base
-    assert count_parameters(UNet((1, 8, 8), attn_levels=(), num_res_blocks=2)) > base
-    assert count_parameters(UNet((1, 8, 8), attn_levels=(), ch_mult=(1, 2))) > base
+    base = count_parameters(UNet((1, 8, 8), ch_mult=(1, 2), attn_levels=()))
+    assert count_parameters(UNet((1, 8, 8), ch_mult=(1, 2), attn_levels=(1,))) > base
+    assert count_parameters(UNet((1, 8, 8), ch_mult=(1, 2), attn_levels=(), num_res_blocks=2)) > base
+    assert count_parameters(UNet((1, 8, 8), ch_mult=(1, 2, 2), attn_levels=())) > base
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_attention_and_depth_change_the_parameter_count():
     [
         ({"event_shape": (8, 8)}, "event_shape must be"),
         ({"ch_mult": ()}, "ch_mult"),
-        ({"attn_levels": (2,)}, "attn_levels"),
+        ({"attn_levels": (3,)}, "attn_levels"),
         ({"ch_mult": (1, 2, 2, 2, 2)}, "too many"),
         ({"channels": 0}, "channels"),
         ({"num_heads": 3}, "num_heads"),
