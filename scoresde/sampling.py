@@ -101,12 +101,13 @@ def sample(
     steps = solver.default_steps if steps is None else steps
     times = solver.grid(sde, steps, eps)
     solver.check(sde)
-    if generator is not None and device is None and start is None:
-        device = generator.device
+    if device is None:
+        device = start.device if isinstance(start, Tensor) else generator.device if generator is not None else None
+    device = torch.device(device) if device is not None else torch.empty(0).device
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but the sample is on {device}")
     score = CountingScore(score_fn)
     x = _initial_state(sde, shape, start, generator, device, dtype)
-    if generator is not None and generator.device.type != x.device.type:
-        raise ValueError(f"generator is on {generator.device} but the sample is on {x.device}")
 
     def run() -> tuple[Tensor, Tensor | None]:
         with torch.no_grad():
