@@ -16,22 +16,26 @@ from .sde import SDE
 
 
 def locate(target: str) -> Any:
-    """Import ``"package.module.Name"`` (attribute paths allowed, e.g. ``"scoresde.VPSDE"``)."""
+    """Import ``"package.module.Name"`` like hydra does: attributes first, submodules when no attribute exists.
+
+    So ``"scoresde.data.digits"`` is the function the package exports, not the module of the same name.
+    """
     if not isinstance(target, str) or not target:
         raise ValueError(f"_target_ must be a dotted import path, got {target!r}")
     parts = target.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
+    try:
+        obj = importlib.import_module(parts[0])
+    except ModuleNotFoundError as err:
+        raise ValueError(f"cannot locate _target_ {target!r}: {err}") from None
+    for depth, name in enumerate(parts[1:], start=2):
+        if hasattr(obj, name):
+            obj = getattr(obj, name)
             continue
         try:
-            for name in parts[cut:]:
-                obj = getattr(obj, name)
-        except AttributeError as err:
+            obj = importlib.import_module(".".join(parts[:depth]))
+        except ModuleNotFoundError as err:
             raise ValueError(f"cannot locate _target_ {target!r}: {err}") from None
-        return obj
-    raise ValueError(f"cannot locate _target_ {target!r}: no importable module")
+    return obj
 
 
 def instantiate(spec: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,104 @@
+"""What every CLI entry point sets up first: device, thread count, the process group under torchrun, the run dir."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+"""The repository's conf/ directory (hydra's config_path)."""
+
+log = logging.getLogger("scoresde")
+
+
+@dataclass
+class Runtime:
+    """Where and how this process runs."""
+
+    device: torch.device
+    rank: int
+    world_size: int
+    local_rank: int
+    threads: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (``os.sched_getaffinity``), never the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec not in ("cpu", "cuda") and not spec.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={spec!r} but CUDA is not available; use device=cpu")
+    if spec == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(spec)
+
+
+def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
+    """Pick the device, set torch's thread count and join the process group when launched by torchrun.
+
+    Threads default to the available cores divided by the processes on this node (at least 1).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    dev = resolve_device(device, local_rank)
+    n_threads = int(threads) if threads else max(1, available_cores() // max(local_world, 1))
+    torch.set_num_threads(n_threads)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(device=dev, rank=rank, world_size=world, local_rank=local_rank, threads=n_threads)
+
+
+def shared_run_dir(own: Path, runtime: Runtime) -> Path:
+    """Rank 0's hydra run directory on every rank; a rank whose own hydra directory differs removes it.
+
+    Under torchrun every process starts hydra, and their timestamped directories may differ by a second.
+    """
+    if runtime.world_size == 1:
+        return own
+    box = [str(own)]
+    dist.broadcast_object_list(box, src=0)
+    shared = Path(box[0])
+    if shared != own and own.exists() and {p.name for p in own.iterdir()} <= {".hydra", "train.log", "sample.log"}:
+        shutil.rmtree(own)
+    return shared
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain dicts/lists/scalars (what checkpoints store)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    return container
+
+
+def finish(runtime: Runtime) -> None:
+    """Leave the process group (all ranks wait for each other first)."""
+    if runtime.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,153 @@
+"""``python -m scoresde.train`` / ``scoresde-train``: train a score model, draw samples, evaluate test likelihood.
+
+Everything a run produces goes into hydra's run directory (``outputs/DATE/TIME/`` by default): ``.hydra/``
+(the config), ``train.log``, ``metrics.jsonl``, ``checkpoints/``, ``samples_<step>.png`` / ``.npz``,
+``samples_final.png``, ``loss.png`` and ``eval.json``. Works unchanged under ``torchrun --nproc_per_node=N``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from torch import nn
+
+from .._instantiate import build_score_model, instantiate
+from ..checkpoint import CheckpointManager, resolve_checkpoint_path
+from ..evaluation import evaluate_likelihood
+from ..snapshots import SampleSnapshot
+from ..training import NonFiniteLossError, Trainer
+from ._runtime import CONF_DIR, Runtime, finish, plain_config, setup_runtime, shared_run_dir
+
+log = logging.getLogger("scoresde.train")
+
+
+def describe_model(model: nn.Module, example: torch.Tensor) -> str:
+    """Parameter count and the time of one forward pass at the training batch size."""
+    params = sum(p.numel() for p in model.parameters())
+    t = torch.full((example.shape[0],), 0.5, device=example.device)
+    with torch.no_grad():
+        model(example, t)  # warm-up
+        start = time.perf_counter()
+        model(example, t)
+        ms = 1e3 * (time.perf_counter() - start)
+    return f"{type(model.net).__name__}: {params:,} parameters, forward pass {ms:.1f} ms at batch {example.shape[0]}"
+
+
+def _resume_path(resume: Any, run_dir: Path) -> Path | None:
+    """``resume=false``: none; ``true``: newest checkpoint of this run directory; a path: that file/run directory."""
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        latest = CheckpointManager(run_dir / "checkpoints").latest()
+        if latest is None:
+            raise FileNotFoundError(
+                f"resume=true but {run_dir / 'checkpoints'} holds no checkpoint; run again with "
+                "hydra.run.dir=<the run directory to continue>, or resume=<path to a checkpoint or run directory>"
+            )
+        return latest
+    return resolve_checkpoint_path(resume)
+
+
+def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
+    """Train, sample and evaluate as ``cfg`` says; returns the summary written to summary.json (rank 0)."""
+    config = plain_config(cfg)
+    torch.manual_seed(int(cfg.seed))  # the initial weights (DDP broadcasts rank 0's anyway)
+    dataset = instantiate(config["data"]["dataset"])
+    sde = instantiate(config["sde"])
+    model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
+    train_config = instantiate(config["train"])
+    if runtime.is_main:
+        log.info("run directory: %s", run_dir)
+        log.info("data: %s, %d train / %d test, event shape %s", dataset.name, len(dataset.train),
+                 len(dataset.test), dataset.event_shape)  # fmt: skip
+        log.info("sde: %r", sde)
+        example = dataset.train[: train_config.batch_size // runtime.world_size].to(runtime.device)
+        log.info("model: %s", describe_model(model, example))
+        log.info("device: %s, %d process(es) x %d thread(s)", runtime.device, runtime.world_size, runtime.threads)
+    kind = config["data"].get("kind", "image")
+    snapshot = SampleSnapshot(
+        run_dir,
+        dataset.event_shape,
+        instantiate(config["solver"]),
+        n=int(cfg.sample.n),
+        steps=cfg.sample.steps,
+        kind=kind,
+        data_range=dataset.data_range,
+        reference=dataset.train[:4000] if kind == "points" else None,
+        seed=int(cfg.seed),
+        save_arrays=True,
+    )
+    trainer = Trainer(
+        model,
+        dataset.train,
+        train_config,
+        run_dir=run_dir,
+        seed=int(cfg.seed),
+        device=runtime.device,
+        snapshot=snapshot,
+        transform=dataset.train_transform,
+        run_config=config,
+        progress=bool(cfg.progress),
+    )
+    resume_from = _resume_path(cfg.resume, run_dir)
+    if resume_from is not None:
+        trainer.resume(resume_from)
+        log.info("resumed from %s at step %d", resume_from, trainer.step)
+    start = time.perf_counter()
+    result = trainer.fit()
+    summary: dict[str, Any] = {"step": result.step, "final_loss": result.loss, "steps_per_s": result.steps_per_s,
+                               "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
+    if not runtime.is_main:
+        return summary
+    log.info("trained %d steps in %.1f s (%.1f steps/s), last loss %.4g", result.step, result.wall_time,
+             result.steps_per_s, result.loss)  # fmt: skip
+    if snapshot.last is not None:
+        shutil.copyfile(snapshot.last, run_dir / "samples_final.png")
+        log.info("samples: %s", run_dir / "samples_final.png")
+    n_test = min(int(cfg.eval.n_test), len(dataset.test))
+    if n_test > 0:
+        options = {k: v for k, v in config["eval"].items() if k not in ("n_test", "exact_max_dim")}
+        if options.get("divergence") == "auto":  # exact trace costs D vector-Jacobian products per evaluation
+            exact = dataset.test[0].numel() <= int(cfg.eval.exact_max_dim)
+            options["divergence"] = "exact" if exact else "rademacher"
+        report = evaluate_likelihood(sde, trainer.ema.model, dataset.train, dataset.test[:n_test].to(runtime.device),
+                                     levels=dataset.levels, data_range=dataset.data_range, seed=int(cfg.seed),
+                                     **options)  # fmt: skip
+        log.info("%s\n  (%d score evaluations, %.1f s)", report.table(), report.nfe, report.wall_time)
+        summary["eval"] = report.as_dict()
+        (run_dir / "eval.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    summary["total_time_s"] = time.perf_counter() - start
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _main(cfg: DictConfig) -> None:
+    runtime = setup_runtime(cfg.device, cfg.threads)
+    run_dir = shared_run_dir(Path(HydraConfig.get().runtime.output_dir), runtime)
+    try:
+        run(cfg, run_dir, runtime)
+    except NonFiniteLossError as err:
+        log.error("%s", err)
+        finish(runtime)
+        sys.exit(1)
+    finish(runtime)
+
+
+def main() -> None:
+    """Console-script entry point (``scoresde-train``)."""
+    _main()
+
+
+if __name__ == "__main__":
+    main()
