@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,6 +24,16 @@ from scoresde.models import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [("mlp", (2,)), ("unet", (1, 8, 8)), ("unet_large", (1, 28, 28)), ("unet_large", (3, 32, 32))]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def train_step_ms(model: torch.nn.Module, event_shape: tuple[int, ...], batch: int, repeats: int) -> float:
@@ -66,7 +77,7 @@ def main() -> None:
                 "forward_ms": round(s.forward_ms, 2),
                 "train_step_ms": round(step, 2),
                 "train_steps_per_s": round(1000 / step, 2),
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "machine": _cpu_name(),
             }
         )
         print(rows[-1], flush=True)

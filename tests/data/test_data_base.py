@@ -73,3 +73,15 @@ def test_random_horizontal_flip():
     assert bool((flipped | kept).all()) and 400 < int(flipped.sum()) < 600
     with pytest.raises(ValueError, match="p must lie"):
         RandomHorizontalFlip(p=2.0)
+
+
+def test_level_convention_agrees_with_the_likelihood_quantization():
+    """Loaders (from_levels) and bits/dim (scoresde.quantization) share one convention."""
+    from scoresde.quantization import Quantization
+
+    for levels, data_range in [(17, (-1.0, 1.0)), (256, (-1.0, 1.0)), (256, (0.0, 1.0))]:
+        k = torch.arange(levels)
+        q = Quantization(levels, data_range)
+        assert torch.equal(q.to_levels(from_levels(k, levels, data_range)), k)
+        u = torch.rand(levels, dtype=torch.float64)
+        torch.testing.assert_close(q.dequantize(k, u), dequantize(k, u, levels, data_range))
