@@ -115,6 +115,19 @@ class TrainResult:
     steps_per_s: float
     wall_time: float
     checkpoint: Path | None
+    replica_deviation: float = 0.0
+
+
+def replica_deviation(model: nn.Module) -> float:
+    """max |theta - theta_rank0| over all parameters and DDP ranks (0.0 in a single process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    deviation = (flat - reference).abs().max()
+    dist.all_reduce(deviation, op=dist.ReduceOp.MAX)
+    return float(deviation)
 
 
 class _ObjectiveModule(nn.Module):
@@ -319,7 +332,8 @@ class Trainer:
         self._snapshot()
         self.plot_loss_curve()
         rate = (self.step - start_step) / max(wall, 1e-9)
-        return TrainResult(step=self.step, loss=loss, steps_per_s=rate, wall_time=wall, checkpoint=last_ckpt)
+        deviation = replica_deviation(self.model)
+        return TrainResult(self.step, loss, rate, wall, last_ckpt, replica_deviation=deviation)
 
     def plot_loss_curve(self) -> Path | None:
         """loss.png in the run directory from metrics.jsonl (rank 0)."""

@@ -103,8 +103,9 @@ def test_multirun_over_sdes_on_digits(tmp_path):
             f"hydra.sweep.dir={tmp_path / 'multi'}", "device=cpu"]  # fmt: skip
     _run("scoresde.train", *args, cwd=tmp_path)
     jobs = sorted(p for p in (tmp_path / "multi").iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0_sde=vp", "1_sde=ve"]
-    for job in jobs:
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job, sde in zip(jobs, ["vp", "ve"], strict=True):
+        assert f"sde={sde}" in (job / ".hydra" / "overrides.yaml").read_text()
         assert (job / "samples_final.png").is_file() and (job / "checkpoints" / "ckpt_00000004.pt").is_file()
         assert json.loads((job / "eval.json").read_text())["unit"] == "bits/dim"
 

@@ -107,6 +107,10 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     result = trainer.fit()
     summary: dict[str, Any] = {"step": result.step, "final_loss": result.loss, "steps_per_s": result.steps_per_s,
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
+    if runtime.world_size > 1:
+        summary["replica_deviation"] = result.replica_deviation
+        if runtime.is_main:
+            log.info("DDP: %d replicas, max |theta - theta_rank0| = %.3g", runtime.world_size, result.replica_deviation)
     if not runtime.is_main:
         return summary
     log.info("trained %d steps in %.1f s (%.1f steps/s), last loss %.4g", result.step, result.wall_time,
