@@ -7,6 +7,8 @@ a new solver is a :class:`Solver` subclass with a ``step`` method, added here or
 from . import grids
 from .ald import AnnealedLangevinDynamics
 from .base import CountingScore, GridCoefficients, NonFiniteError, SampleInfo, Solver, StepContext, integrate
+from .dpm_solver import DPMSolver2, DPMSolver3
+from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
@@ -31,6 +33,9 @@ SOLVERS: dict[str, type[Solver]] = {
     "ancestral": Ancestral,
     "ald": AnnealedLangevinDynamics,
     "ode": ProbabilityFlowODE,
+    "edm_heun": EDMHeun,
+    "dpm_solver2": DPMSolver2,
+    "dpm_solver3": DPMSolver3,
 }
 
 __all__ = [
@@ -59,4 +64,7 @@ __all__ = [
     "NoCorrector",
     "AnnealedLangevinDynamics",
     "ProbabilityFlowODE",
+    "EDMHeun",
+    "DPMSolver2",
+    "DPMSolver3",
 ]
