@@ -207,14 +207,16 @@ def bits_per_dim(
     levels: int,
     data_range: tuple[float, float] = (-1.0, 1.0),
     n_dequant: int = 1,
+    centred_bins: bool = False,
     generator: torch.Generator | None = None,
     **likelihood_kwargs,
 ) -> BitsPerDim:
     """Bits/dim of discrete data under the ODE model, with uniform dequantisation (an upper bound on -log2 P / D).
 
     Derivation. Level k (in {0..K-1}^D, read off x by :meth:`Quantization.to_levels`) owns the bin
-    B_k = prod_i [lo + w k_i, lo + w (k_i + 1)) of width w = (hi - lo) / K per coordinate. A continuous
-    model density p on the data range assigns the discrete model probability
+    B_k = prod_i [lo + w k_i, lo + w (k_i + 1)) of width w = (hi - lo) / K per coordinate (with
+    ``centred_bins``: w = (hi - lo) / (K - 1) and every bin shifted by -w/2, centring it on the model value).
+    Disjoint bins turn a continuous model density p into the discrete model probability
 
         P(k) = int_{B_k} p(y) dy = w^D E_u[p(y(k, u))],   y(k, u) = lo + w (k + u),  u ~ U[0, 1)^D,
 
@@ -233,13 +235,15 @@ def bits_per_dim(
         levels: Number of levels K >= 2.
         data_range: (lo, hi) of the model values.
         n_dequant: Dequantisation draws per example (solved together in one batch of B * n_dequant).
+        centred_bins: Use bins of width (hi - lo) / (K - 1) centred on the model values (y = lo + w (k + u - 1/2))
+            instead of the contract's K bins tiling [lo, hi); see :class:`Quantization`. Same derivation.
         generator: Random source of u and of Hutchinson probes.
         **likelihood_kwargs: Passed on to :func:`log_likelihood` (divergence, n_probes, rtol, atol, eps, method).
 
     Returns:
         :class:`BitsPerDim` with per-example bounds (B,), their mean and standard error, and the NFE.
     """
-    quant = Quantization(levels, data_range)
+    quant = Quantization(levels, data_range, centred=centred_bins)
     if isinstance(n_dequant, bool) or not isinstance(n_dequant, int) or n_dequant < 1:
         raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
     if not isinstance(x, Tensor) or x.ndim < 2:

@@ -6,7 +6,13 @@ so the extreme levels are exactly lo and hi. Dequantisation puts level k into th
     B_k = [lo + (hi - lo) k / K,  lo + (hi - lo) (k + 1) / K)      (per coordinate, width w = (hi - lo) / K)
 
 as y = lo + (hi - lo) (k + u) / K with u ~ U[0, 1)^D. The K bins tile [lo, hi) exactly; the model value of
-level k lies in B_k (at its lower edge for k = 0, its upper edge for k = K - 1).
+level k lies in B_k, but off centre (at the lower edge for k = 0, the upper edge for k = K - 1).
+
+``centred=True`` instead centres each bin on its model value, with the level spacing s = (hi - lo) / (K - 1)
+as width: y = lo + s (k + u - 1/2), bins tiling [lo - s/2, hi + s/2). Any fixed partition into disjoint bins
+turns a density into a valid discrete model, so both give upper bounds on -log2 P(k) / D; the centred one
+matches what a model trained on the stored values has seen (on digits it was 0.24 bits/dim lower for the same
+model, see the README), while the default follows the convention of the reference implementation.
 """
 
 from __future__ import annotations
@@ -25,10 +31,19 @@ class Quantization:
     Args:
         levels: Number of levels K >= 2 (256 for 8-bit images, 17 for sklearn's digits).
         data_range: (lo, hi) with lo < hi, the model range of the data.
+        centred: Bins of width (hi - lo) / (K - 1) centred on the model values, instead of the K bins of
+            width (hi - lo) / K tiling [lo, hi).
         grid_tol: Largest accepted distance of a value from its level, as a fraction of the level spacing.
     """
 
-    def __init__(self, levels: int, data_range: tuple[float, float] = (-1.0, 1.0), *, grid_tol: float = 0.01):
+    def __init__(
+        self,
+        levels: int,
+        data_range: tuple[float, float] = (-1.0, 1.0),
+        *,
+        centred: bool = False,
+        grid_tol: float = 0.01,
+    ):
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
             raise ValueError(f"levels must be an integer >= 2 (the number of discrete values), got {levels!r}")
         try:
@@ -38,14 +53,15 @@ class Quantization:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"data_range must be finite with lo < hi, got {data_range!r}")
         self.levels, self.lo, self.hi, self.grid_tol = levels, lo, hi, float(grid_tol)
+        self.centred = bool(centred)
 
     def __repr__(self) -> str:
-        return f"Quantization(levels={self.levels}, data_range=({self.lo}, {self.hi}))"
+        return f"Quantization(levels={self.levels}, data_range=({self.lo}, {self.hi}), centred={self.centred})"
 
     @property
     def bin_width(self) -> float:
-        """Width w = (hi - lo) / K of a dequantisation bin along one coordinate."""
-        return (self.hi - self.lo) / self.levels
+        """Width w of a dequantisation bin along one coordinate: (hi - lo) / K, or (hi - lo) / (K - 1) if centred."""
+        return (self.hi - self.lo) / (self.levels - 1 if self.centred else self.levels)
 
     def to_levels(self, x: Tensor) -> Tensor:
         """Invert the data convention: k = round((x - lo) / (hi - lo) * (K - 1)), a LongTensor of x's shape.
@@ -72,13 +88,13 @@ class Quantization:
         return k.long()
 
     def dequantize(self, k: Tensor, u: Tensor) -> Tensor:
-        """y = lo + (hi - lo) (k + u) / K for levels k and uniform u in [0, 1) of the same shape (float64)."""
+        """y = lo + w (k + u), or lo + w (k + u - 1/2) if centred, for levels k and u in [0, 1) (float64)."""
         if k.shape != u.shape:
             raise ValueError(f"k and u must have the same shape, got {tuple(k.shape)} and {tuple(u.shape)}")
-        return self.lo + (k.double() + u.double()) * self.bin_width
+        return self.lo + (k.double() + u.double() - (0.5 if self.centred else 0.0)) * self.bin_width
 
     def log_bin_volume(self, dim: int) -> float:
-        """log of the volume w^D of one D-dimensional dequantisation bin: D log((hi - lo) / K)."""
+        """log of the volume w^D of one D-dimensional dequantisation bin: D log w."""
         return dim * math.log(self.bin_width)
 
 

@@ -36,8 +36,8 @@ def _bin_quadrature(log_density, quant: Quantization, k: torch.Tensor, nodes: in
     return mean, var, log_mass
 
 
-@pytest.mark.parametrize("dim", [1, 2])
-def test_bits_per_dim_matches_quadrature_and_bounds_the_discrete_likelihood(dim):
+@pytest.mark.parametrize("dim,centred", [(1, False), (2, False), (2, True)])
+def test_bits_per_dim_matches_quadrature_and_bounds_the_discrete_likelihood(dim, centred):
     """Known answer: the ODE model of a Gaussian has the closed-form density ``ode_log_prob``.
 
     For every level vector k, the estimate equals -(E_u log p(y) + D log w) / (D ln 2) computed by quadrature
@@ -46,13 +46,12 @@ def test_bits_per_dim_matches_quadrature_and_bounds_the_discrete_likelihood(dim)
     """
     sde = scoresde.VPSDE()
     data = Gaussian(torch.tensor([0.1, -0.2][:dim]), std=torch.tensor([0.5, 0.35][:dim]))
-    quant = Quantization(K, (LO, HI))
+    quant = Quantization(K, (LO, HI), centred=centred)
     k = _levels_grid(K, dim)
     x = LO + (HI - LO) * k.double() / (K - 1)  # model values of the levels (the dataset convention)
     n = 64
-    res = bits_per_dim(
-        sde, data.score_fn(sde), x, levels=K, n_dequant=n, generator=torch.Generator().manual_seed(0), eps=EPS
-    )
+    gen = torch.Generator().manual_seed(0)
+    res = bits_per_dim(sde, data.score_fn(sde), x, levels=K, n_dequant=n, centred_bins=centred, generator=gen, eps=EPS)
     mean_logp, var_logp, log_mass = _bin_quadrature(lambda y: data.ode_log_prob(sde, y, eps=EPS), quant, k)
     to_bits = -1.0 / (dim * math.log(2))
     expected = to_bits * (mean_logp + quant.log_bin_volume(dim))
@@ -66,7 +65,7 @@ def test_bits_per_dim_matches_quadrature_and_bounds_the_discrete_likelihood(dim)
     assert res.mean == pytest.approx(float(res.per_sample.mean()))
     assert res.stderr == pytest.approx(float(res.per_sample.std()) / math.sqrt(k.shape[0]))
     assert res.nfe > 0
-    assert 0.9 < float(log_mass.exp().sum()) <= 1.0  # the bins tile [lo, hi)^D, which holds most of the mass
+    assert 0.9 < float(log_mass.exp().sum()) <= 1.0  # disjoint bins over most of the mass
 
 
 def test_score_model_and_gaussian_baseline_agree_when_their_densities_agree():
@@ -103,6 +102,16 @@ def test_quantization_round_trip_and_bins():
     assert quant.log_bin_volume(64) == pytest.approx(64 * math.log(2 / 17))
     # 8-bit images in [-1, 1]: the change of variables is the familiar 7 bits per dimension
     assert -Quantization(256).log_bin_volume(1) / math.log(2) == pytest.approx(7.0)
+
+
+def test_centred_bins_are_centred_on_the_stored_values_and_tile():
+    quant = Quantization(5, (0.0, 1.0), centred=True)
+    k = torch.arange(5)
+    lower = quant.dequantize(k, torch.zeros(5, dtype=torch.float64))
+    upper = quant.dequantize(k, torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close((lower + upper) / 2, k.double() / 4)  # centre = the model value k / (K - 1)
+    torch.testing.assert_close(upper[:-1], lower[1:])
+    assert quant.bin_width == 0.25 and float(lower[0]) == -0.125 and float(upper[-1]) == 1.125
 
 
 def test_bits_per_dim_bad_inputs():

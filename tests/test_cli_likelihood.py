@@ -81,6 +81,10 @@ def test_discrete_data_reports_bits_per_dim_and_both_baselines(tmp_path):
                                    generator=torch.Generator().manual_seed(0), divergence="rademacher",
                                    rtol=1e-3, atol=1e-3)  # fmt: skip
     assert summary["model"]["mean"] == pytest.approx(direct.mean, abs=1e-9)
+    centred = evaluate(_likelihood_config(ckpt_path, "limit=6", "centred_bins=true", "rtol=1e-3", "atol=1e-3"),
+                       torch.device("cpu"))  # fmt: skip
+    assert centred["settings"]["centred_bins"] is True
+    assert centred["baselines"]["per-pixel categorical"] == summary["baselines"]["per-pixel categorical"]
 
 
 def test_module_entry_point_writes_the_json_summary(mixture_ckpt, tmp_path):

@@ -76,14 +76,16 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
             values.append(res.nats_per_dim.double().cpu())
         else:
             res = bits_per_dim(ckpt.sde, ckpt.score_fn, x, levels=levels, data_range=data_range,
-                               n_dequant=int(cfg["n_dequant"]), generator=gen, **solver)  # fmt: skip
+                               n_dequant=int(cfg["n_dequant"]), centred_bins=bool(cfg["centred_bins"]),
+                               generator=gen, **solver)  # fmt: skip
             values.append(res.per_sample)
             values_iw.append(res.per_sample_iw)
         nfes.append(res.nfe)
         bar.set_postfix(mean=f"{float(torch.cat(values).mean()):.4f}", nfe=res.nfe)
     wall = time.perf_counter() - start
     model = BitsPerDim.from_values(torch.cat(values), nfe=sum(nfes), wall_time=wall)
-    baselines = fit_baselines(dataset.train, x_all.cpu(), levels, data_range, int(cfg["n_dequant"]), int(cfg["seed"]))
+    baselines = fit_baselines(dataset.train, x_all.cpu(), levels, data_range, int(cfg["n_dequant"]), int(cfg["seed"]),
+                              centred_bins=bool(cfg["centred_bins"]))  # fmt: skip
     summary = {
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -98,6 +100,7 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
         "settings": {
             **solver,
             "n_dequant": int(cfg["n_dequant"]),
+            "centred_bins": bool(cfg["centred_bins"]),
             "batch_size": batch_size,
             "seed": int(cfg["seed"]),
             "ema": bool(cfg["ema"]),
@@ -110,13 +113,15 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return summary
 
 
-def fit_baselines(train, x, levels, data_range, n_dequant: int, seed: int) -> dict[str, BitsPerDim]:
+def fit_baselines(
+    train, x, levels, data_range, n_dequant: int, seed: int, *, centred_bins: bool = False
+) -> dict[str, BitsPerDim]:
     """The per-pixel categorical (discrete data only) and the full-covariance Gaussian, fitted to ``train``."""
     gen = torch.Generator().manual_seed(seed)
     train = train.cpu()
     if levels is None:
         return {"gaussian (full covariance)": GaussianBaseline.fit(train).nats_per_dim(x)}
-    quant = Quantization(levels, data_range)
+    quant = Quantization(levels, data_range, centred=centred_bins)
     gauss = GaussianBaseline.fit(train, quant, generator=gen)
     return {
         "per-pixel categorical": PixelCategorical.fit(train, quant).bits_per_dim(x),
