@@ -221,7 +221,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Load a checkpoint written by :meth:`state_dict`; differing configs are named in the error."""
-        state = read_checkpoint(path, map_location=self.device)
+        state = read_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors; weights are copied
         diffs = config_diff(state["config"], self.run_config, keys=RESUME_MUST_MATCH)
         if diffs and self.run_config:
             raise ValueError(
