@@ -8,6 +8,7 @@ same name a different file; the extractor key changes when a classifier is retra
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def reference_set(dataset, split: str, extractor: FeatureExtractor, *, cache_roo
     if not cache:
         return ReferenceSet(features=feats, stats=stats, logits=logits)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, mu=stats.mu, sigma=stats.sigma, n=stats.n, features=feats)
     tmp.replace(path)  # atomic: parallel sweep points never read a half-written file
     return ReferenceSet(features=feats, stats=stats, logits=logits, path=path)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from scoresde.data import digits, eight_gaussians
+from scoresde.metrics import frechet_distance_from_stats, gaussian_stats
 from scoresde.metrics.classifier import SmallCNN, load_classifier, train_classifier
 from scoresde.metrics.features import INCEPTION_ENV, INCEPTION_WEIGHTS_FILE, InceptionFeatures, extractor_for
 from scoresde.metrics.quality import SampleEvaluator
@@ -128,3 +129,21 @@ def test_inception_runs_from_a_local_weights_file(tmp_path, monkeypatch):
     out = ext.extract(torch.rand(3, 1, 8, 8) * 2 - 1)
     assert out.features.shape == (3, 2048) and out.logits.shape == (3, 1008)
     assert math.isfinite(float(out.features.sum()))
+
+
+def test_matched_fid_is_the_fid_at_the_floor_size():
+    # N = 1200 samples, 300 held-out points: fid_matched estimates the FID of 300 fresh samples, which is
+    # several times the FID at 1200 (the b / n bias), and is what the floor must be compared with.
+    from scoresde.data import ArrayDataset
+
+    gen = torch.Generator().manual_seed(0)
+    scale = torch.linspace(0.5, 2.0, 16)
+    draw = lambda n: torch.randn(n, 16, generator=gen) * scale  # noqa: E731
+    ds = ArrayDataset(name="gauss16", train=draw(3000), test=draw(300))
+    ev = SampleEvaluator(ds, extractor_for(ds), cache=False, kid_subsets=2, matched_repeats=20)
+    big = ev.evaluate(draw(1200), matched_n=300)
+    ref = ev.reference.stats
+    fresh_300 = np.mean([frechet_distance_from_stats(gaussian_stats(draw(300)), ref) for _ in range(20)])
+    assert big.fid_matched == pytest.approx(fresh_300, rel=0.15)
+    assert big.fid_matched > 2 * big.fid
+    assert ev.evaluate(draw(300), matched_n=300).fid_matched is None
