@@ -1,9 +1,10 @@
 """Parameter counts, forward-pass and training-step times of the default networks (conf/model/*.yaml).
 
-Writes benchmarks/results/model_sizes.csv. One thread by default (the setting the project's CPU numbers use);
+Writes benchmarks/results/model_sizes.csv. One thread by default (the setting the project's CPU numbers use); the
+machine's 1-minute load average is recorded with each row, since other jobs on a shared machine slow the timings;
 a training step is forward + backward of the DSM loss through the ScoreModel (VP SDE) + an Adam update.
 
-    python benchmarks/model_sizes.py [--threads 1] [--batch 128] [--repeats 5]
+    python benchmarks/model_sizes.py [--threads 1] [--batch 128] [--repeats 5] [--only mlp,unet] [--out FILE]
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default="", help="comma-separated config names to run (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "model_sizes.csv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
+    only = {n for n in args.only.split(",") if n}
     for name, shape in CASES:
+        if only and name not in only:
+            continue
         cfg = yaml.safe_load((ROOT / "conf" / "model" / f"{name}.yaml").read_text())
         net = instantiate(cfg["net"], event_shape=shape)
         model = scoresde.ScoreModel(net, scoresde.VPSDE(), prediction=cfg["prediction"], time_input=cfg["time_input"])
@@ -78,6 +83,7 @@ def main() -> None:
                 "train_step_ms": round(step, 2),
                 "train_steps_per_s": round(1000 / step, 2),
                 "machine": _cpu_name(),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
             }
         )
         print(rows[-1], flush=True)
