@@ -88,7 +88,9 @@ def write_markdown(rows: list[dict], path: Path) -> None:
         f"{first.get('threads')} thread(s), torch {first.get('torch')}; time: sampling only. Floor: {n_floor} "
         "held-out test points scored the same way against the training split"
         + (f"; FID (n={n_floor}): mean FID of random {n_floor}-subsets of the N samples, the number to compare "
-           "with the floor (FID is biased upwards at small n)." if matched else ".")
+           "with the floor (FID is biased upwards at small n)." if matched else "")
+        + (f"; the floor (n={n_floor}) is NOT comparable with FID at N={n}: FID is biased upwards at small n "
+           "(these points predate fid_matched)." if not matched and n_floor is not None and n_floor < n else ".")
     )  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
@@ -109,13 +111,15 @@ def write_plot(rows: list[dict], path: Path) -> None:
         pts = sorted((r["nfe"], _plotted(r)) for r in rows if r["label"] == label and math.isfinite(r["fid"]))
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    matched = any(r.get("fid_matched") is not None for r in rows)
+    comparable = matched or all(r.get("floor_n") == r.get("num_samples") for r in rows)
     floors = [r["floor_fid"] for r in rows if r.get("floor_fid") is not None]
-    if floors:
+    if floors and comparable:  # a floor at a smaller n than the plotted FIDs would mislead
         ax.axhline(min(floors), color="grey", linestyle="--", label="floor (held-out data)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("NFE (score evaluations per sample)")
-    n = rows[0].get("floor_n") if any(r.get("fid_matched") is not None for r in rows) else rows[0].get("num_samples")
+    n = rows[0].get("floor_n") if matched else rows[0].get("num_samples")
     ax.set_ylabel(f"FID at n={n} ({rows[0].get('extractor')} features)")
     ax.set_title(f"{rows[0].get('dataset')}: FID against NFE ({rows[0].get('num_samples')} samples per point)")
     ax.grid(True, which="both", alpha=0.3)
