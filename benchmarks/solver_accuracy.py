@@ -4,7 +4,9 @@ Accuracy: for a 64-D anisotropic Gaussian and the 2-D 8-mode mixture (scoresde.o
 and VE, every solver runs with the EXACT score at a ladder of step counts from the same exact x_T ~ p_T. The
 error is the Frechet distance (the FID formula, in data space) between the moments of the samples at eps and
 the exact moments of p_eps (no final denoising); the noise floor is the mean Frechet distance of as many exact
-samples. For the mixture the total-variation distance of the 8 mode weights is reported too.
+samples. For the mixture the total-variation distance of the 8 mode weights is reported too, and for the
+deterministic solvers on the Gaussian the RMSE to the exact flow map of the same x_T (their Frechet distance
+converges to that of the flow-mapped x_T sample, one draw from the noise floor's distribution).
 
 Overhead: wall time per step minus the score's own time (measured on its own on the same input), on the
 cheap analytic score and on a small MLP defined here; plus the time of a bare hand-written loop doing only
@@ -40,8 +42,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 EPS = 1e-3
 
-# name -> (sample() options, ladder kind); "steps" ladders vary steps, "each" varies ALD's steps per level,
-# "tol" varies the adaptive tolerance.
+# name -> (sample() options, ladder kind); "steps" ladders vary steps, "fast" the same with few steps (EDM,
+# DPM-Solver), "each" varies ALD's steps per level, "tol" varies the adaptive tolerance.
 SOLVERS = {
     "euler_maruyama": ({"solver": "euler_maruyama"}, "steps"),
     "reverse_diffusion": ({"solver": "reverse_diffusion"}, "steps"),
@@ -53,6 +55,9 @@ SOLVERS = {
     "ode_heun": ({"solver": "ode", "method": "heun"}, "steps"),
     "ode_rk4": ({"solver": "ode", "method": "rk4"}, "steps"),
     "ode_dopri5": ({"solver": "ode", "method": "dopri5"}, "tol"),
+    "edm_heun": ({"solver": "edm_heun"}, "fast"),
+    "dpm_solver2": ({"solver": "dpm_solver2"}, "fast"),
+    "dpm_solver3": ({"solver": "dpm_solver3"}, "fast"),
 }
 
 
@@ -112,6 +117,7 @@ def accuracy(quick: bool) -> list[dict]:
     ode_ladder = [5, 50] if quick else [3, 10, 30, 100, 300]
     each_ladder = [2, 20] if quick else [1, 3, 10, 30, 100]
     tols = [1e-2, 1e-4] if quick else [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+    fast_ladder = [5, 20] if quick else [3, 5, 10, 20, 50]
     rows = []
     for pname, data in (("gaussian64", anisotropic_gaussian(64)), ("mixture8", eight_gaussians())):
         sdes = {"vp": scoresde.VPSDE(), "subvp": scoresde.SubVPSDE(), "ve": scoresde.VESDE(0.01, ve_sigma_max(data))}
@@ -124,16 +130,20 @@ def accuracy(quick: bool) -> list[dict]:
                 elif kind == "each":
                     settings = [({"n_steps_each": k}, f"levels=10,each={k}") for k in each_ladder]
                 else:
-                    steps = ode_ladder if solver.startswith("ode") else ladder
+                    steps = {"steps": ode_ladder if solver.startswith("ode") else ladder, "fast": fast_ladder}[kind]
                     settings = [({"steps": s}, "") for s in steps]
                 for extra, label in settings:
                     gen = torch.Generator().manual_seed(1)
                     x, info = scoresde.sample(sde, score, None, start=prob.x_T, generator=gen, denoise=False,
                                               **options, **extra)  # fmt: skip
                     fd, tv = prob.error(x)
+                    flow_rmse = math.nan  # deterministic solvers on the Gaussian: distance to the exact flow map
+                    if not prob.mixture and (solver.startswith(("ode", "edm", "dpm"))):
+                        exact = data.flow(sde, prob.x_T.double(), sde.T, EPS)
+                        flow_rmse = float((x.double() - exact).pow(2).mean().sqrt())
                     rows.append(dict(solver=solver, sde=sname, problem=pname, steps=info.steps, setting=label,
                                      nfe=info.nfe, error=fd, noise_floor=prob.floor, mode_weight_tv=tv,
-                                     wall_time=info.wall_time))  # fmt: skip
+                                     flow_rmse=flow_rmse, wall_time=info.wall_time))  # fmt: skip
                     print(f"{pname:10s} {sname:5s} {solver:17s} {label or info.steps!s:18s} nfe={info.nfe:5d} "
                           f"FD/floor={fd / prob.floor:9.2f} {info.wall_time:6.2f}s", flush=True)  # fmt: skip
     return rows
@@ -193,7 +203,9 @@ def overhead(quick: bool, device: torch.device) -> list[dict]:
     data = anisotropic_gaussian(dim)
     torch.manual_seed(0)
     mlp = SmallMLP(dim).to(device).eval()
-    scores = {"oracle": data.score_fn(sde), "mlp": lambda x, t: mlp(x, t)}
+    free = -0.1 * torch.randn(batch, dim, device=device)
+    # "free" returns a precomputed tensor: its time per NFE is the solver's own cost, measured directly
+    scores = {"free": lambda x, t: free, "oracle": data.score_fn(sde), "mlp": lambda x, t: mlp(x, t)}
     configs = {
         "euler_maruyama": {"solver": "euler_maruyama"},
         "ancestral": {"solver": "ancestral"},
@@ -201,6 +213,7 @@ def overhead(quick: bool, device: torch.device) -> list[dict]:
         "ald": {"solver": "ald", "n_steps_each": steps // 10},
         "ode_euler": {"solver": "ode", "method": "euler"},
         "ode_rk4": {"solver": "ode", "method": "rk4"},
+        "dpm_solver3": {"solver": "dpm_solver3"},
     }
     rows = []
     x_T = torch.randn(batch, dim, device=device)
@@ -239,6 +252,7 @@ def plot(rows: list[dict], path: Path) -> None:
     for r, problem in enumerate(problems):
         for c, sde in enumerate(sdes):
             ax = axes[r, c]
+            ax.set_prop_cycle(color=plt.cm.tab20.colors[: len(SOLVERS)])
             sel = [row for row in rows if row["problem"] == problem and row["sde"] == sde]
             for solver in SOLVERS:
                 pts = sorted((row["nfe"], row["error"]) for row in sel if row["solver"] == solver)
@@ -281,7 +295,8 @@ def _accuracy_table(acc: list[dict]) -> list[str]:
 def _overhead_table(over: list[dict]) -> list[str]:
     lines = [
         f"Overhead per score evaluation on {over[0]['device']} (64-D, batch 256, VP; min over repeats): wall time per "
-        "NFE minus the score's own time; bare_em_loop is a hand-written Euler-Maruyama loop (the arithmetic floor).",
+        "NFE minus the score's own time (the 'free' score returns a precomputed tensor, so its row is the solver's "
+        "cost itself); bare_em_loop is a hand-written Euler-Maruyama loop (the arithmetic floor).",
         "",
         "| score | solver | us / NFE | score us | solver us | solver share |",
         "|---|---|---|---|---|---|",
