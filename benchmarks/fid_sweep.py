@@ -147,6 +147,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         **scores,
         **floor,
         "dataset": dataset.name,
+        "data_range": list(dataset.data_range),
         "extractor": evaluator.extractor.key,
         "ckpt": identity["ckpt"],
         "ckpt_step": ckpt.step,

@@ -1,4 +1,5 @@
-"""Aggregate the per-point JSON files of a FID sweep into a CSV, a PNG (FID against NFE) and a markdown table.
+"""Aggregate the per-point JSON files of a FID sweep into a CSV, a PNG (FID against NFE) and a markdown table,
+plus image grids of the best and the cheapest point when their samples were saved.
 
 ``python benchmarks/sweep_report.py DIR`` does it by hand; ``benchmarks/fid_sweep.py`` calls it after every point.
 """
@@ -30,7 +31,7 @@ class Aggregate:
 
 def load_points(out_dir: Path) -> list[dict]:
     """All point records under ``out_dir/points``, sorted by label and NFE."""
-    rows = [json.loads(p.read_text()) for p in sorted((out_dir / "points").glob("*.json"))]
+    rows = [{**json.loads(p.read_text()), "_path": p} for p in sorted((out_dir / "points").glob("*.json"))]
     return sorted(rows, key=lambda r: (r["label"], r["nfe"], r.get("steps") or 0))
 
 
@@ -90,7 +91,8 @@ def write_markdown(rows: list[dict], path: Path) -> None:
         + (f"; FID (n={n_floor}): mean FID of random {n_floor}-subsets of the N samples, the number to compare "
            "with the floor (FID is biased upwards at small n)." if matched else "")
         + (f"; the floor (n={n_floor}) is NOT comparable with FID at N={n}: FID is biased upwards at small n "
-           "(these points predate fid_matched)." if not matched and n_floor is not None and n_floor < n else ".")
+           "(these points predate fid_matched)." if not matched and n_floor is not None and n_floor < n else "")
+        + ("" if matched else ".")
     )  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
@@ -129,6 +131,31 @@ def write_plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_grids(rows: list[dict], out_dir: Path, n: int = 64) -> list[Path]:
+    """Image grids of the best (lowest comparable FID) and the cheapest (fewest NFE) point, from saved samples."""
+    import torch
+
+    from scoresde.plotting import save_image_grid
+
+    finite = [r for r in rows if math.isfinite(r["fid"]) and r["_path"].with_suffix(".pt").is_file()]
+    picks = {
+        "best": min(finite, key=_plotted, default=None),
+        "cheapest": min(finite, key=lambda r: r["nfe"], default=None),
+    }
+    written = []
+    for name, r in picks.items():
+        if r is None:
+            continue
+        x = torch.load(r["_path"].with_suffix(".pt"), weights_only=True)[:n].float()
+        if x.ndim != 4:
+            continue  # points data: no image grid
+        title = f"{name}: {r['label']} steps={r.get('steps')} NFE={r['nfe']} FID={_plotted(r):.2f}"
+        path = out_dir / f"samples_{name}.png"
+        save_image_grid(x, path, data_range=tuple(r.get("data_range", (-1.0, 1.0))), title=title, scale=6)
+        written.append(path)
+    return written
+
+
 def aggregate(out_dir: Path) -> Aggregate | None:
     """Rewrite ``fid_sweep.csv``, ``.png`` and ``.md`` in ``out_dir`` from its points (None if there are none)."""
     rows = load_points(out_dir)
@@ -138,7 +165,7 @@ def aggregate(out_dir: Path) -> Aggregate | None:
     write_csv(rows, files[0])
     write_plot(rows, files[1])
     write_markdown(rows, files[2])
-    return Aggregate(points=len(rows), files=files)
+    return Aggregate(points=len(rows), files=files + tuple(write_grids(rows, out_dir)))
 
 
 if __name__ == "__main__":
