@@ -74,7 +74,8 @@ def sample(
         score_fn: ``score_fn(x, t)``, x of shape (B, *event_shape), t of shape (B,); returns x's shape.
         shape: (B, *event_shape) of the sample; may be None when ``start`` is given.
         solver: A name in ``scoresde.solvers.SOLVERS`` ("pc", "euler_maruyama", "ode", "ald", ...) or a Solver.
-        steps: Grid intervals (each solver's default if None: 1000 for EM/PC, 10 levels for ALD, ...).
+        steps: Grid intervals; None takes the solver's default: 1000 (EM, PC, reverse diffusion, ancestral),
+            10 noise levels (ALD), 1 output interval (adaptive ODE) or 100 steps (fixed-step ODE), 18 (EDM), 20 (DPM).
         eps: End time in (0, T); the reverse process stops there.
         denoise: Finish with Tweedie's denoising step at eps (one more score evaluation, counted in nfe).
         generator: Random generator for the prior draw and every noise draw.
