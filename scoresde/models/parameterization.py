@@ -155,20 +155,20 @@ class ScoreModel(nn.Module):
 
     def input_scale(self, t: Tensor) -> Tensor:
         """c_in(t) of shape (B,): 1 / sqrt(m^2 + s^2), or ones without ``scale_input``."""
-        if not self.scale_input:
-            return torch.ones_like(t)
-        return torch.rsqrt(self.sde.mean_scale(t) ** 2 + self.sde.std(t) ** 2)
+        return self._input_scale(self.sde.mean_scale(t), self.sde.std(t))
+
+    def _input_scale(self, m: Tensor, s: Tensor) -> Tensor:
+        return torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """The score grad_x log p_t(x), shape of x."""
         t = batch_time(t, x)
-        x_in, c = append_dims(self.input_scale(t), x.ndim) * x, self.net_time(t)
+        m, s = self.sde.mean_scale(t), self.sde.std(t)  # (B,) each, computed once per call
+        x_in, c = append_dims(self._input_scale(m, s), x.ndim) * x, self.net_time(t)
         param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
         if param is not None and param.is_floating_point() and param.dtype != x.dtype:
             x_in, c = x_in.to(param.dtype), c.to(param.dtype)  # e.g. float64 ODE solvers around a float32 net
         out = self.net(x_in, c).to(x.dtype)
         if out.shape != x.shape:
             raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
-        m = append_dims(self.sde.mean_scale(t), x.ndim)
-        s = append_dims(self.sde.std(t), x.ndim)
-        return self._prediction.to_score(out, x, m, s)
+        return self._prediction.to_score(out, x, append_dims(m, x.ndim), append_dims(s, x.ndim))
