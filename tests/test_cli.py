@@ -114,3 +114,13 @@ def test_console_scripts_are_declared():
     text = (Path(CONF_DIR).parent / "pyproject.toml").read_text()
     assert 'scoresde-train = "scoresde.cli.train:main"' in text
     assert 'scoresde-sample = "scoresde.cli.sample:main"' in text
+
+
+def test_per_model_adjustments_apply_before_command_line_overrides():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        digits = compose("config")
+        points = compose("config", overrides=["data=checkerboard", "model=mlp"])
+        forced = compose("config", overrides=["data=checkerboard", "model=mlp", "train.steps=7", "sample.n=3"])
+    assert (digits.train.steps, digits.sample.n) == (2000, 64)
+    assert (points.train.steps, points.sample.n) == (2000, 2000)
+    assert (forced.train.steps, forced.sample.n) == (7, 3)

@@ -58,14 +58,16 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
     """Pick the device, set torch's thread count and join the process group when launched by torchrun.
 
-    Threads default to the available cores divided by the processes on this node (at least 1).
+    Threads: ``threads`` if given, else the available cores (``os.sched_getaffinity``) divided by the processes on
+    this node; never more than that share, and at least 1.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     dev = resolve_device(device, local_rank)
-    n_threads = int(threads) if threads else max(1, available_cores() // max(local_world, 1))
+    share = max(1, available_cores() // max(local_world, 1))  # never more threads than our cores
+    n_threads = min(int(threads), share) if threads else share
     torch.set_num_threads(n_threads)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
