@@ -29,6 +29,10 @@ def test_shapes_seeds_and_metadata(name):
     again = TOY[name](n_train=500, n_test=100, seed=1)
     assert torch.equal(ds.train, again.train) and torch.equal(ds.test, again.test)
     assert not torch.equal(ds.train, TOY[name](n_train=500, n_test=100, seed=2).train)
+    if ds.oracle is not None:  # the seed draws the points, never changes the distribution
+        other = TOY[name](n_train=5, n_test=1, seed=2).oracle
+        x = ds.test[:5].double()
+        torch.testing.assert_close(ds.oracle.log_prob(x), other.log_prob(x))
     if ds.train_labels is not None:
         assert ds.num_classes == int(ds.train_labels.max()) + 1
 
