@@ -51,10 +51,16 @@ def batch_time(t: float | Tensor, x: Tensor, *, name: str = "t") -> Tensor:
 
 
 def check_time_range(t: float | Tensor, lo: float, hi: float, *, name: str = "t") -> None:
-    """Raise ``ValueError`` unless every entry of ``t`` lies in [lo, hi] (with a tiny tolerance)."""
+    """Raise ``ValueError`` unless every entry of ``t`` lies in [lo, hi] (with a tiny tolerance).
+
+    Python numbers and CPU tensors are checked. Tensors on an accelerator are not: reading their values
+    would synchronise the host with the device on every coefficient call (in every solver step and every
+    score evaluation). The user-facing entry points (``sample``, ``log_likelihood``, the losses) validate
+    their own time arguments as Python numbers, so only hand-built accelerator time tensors go unchecked.
+    """
     tol = 1e-6 * max(1.0, abs(hi))
     if isinstance(t, Tensor):
-        if t.numel() == 0:
+        if t.numel() == 0 or t.device.type != "cpu":
             return
         t_min, t_max = float(t.min()), float(t.max())
     else:
