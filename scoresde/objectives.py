@@ -32,6 +32,12 @@ class DSMObjective:
     ) -> None:
         self.eps, self.weighting, self.importance_sampling, self.reduce = eps, weighting, importance_sampling, reduce
 
+    def __repr__(self) -> str:
+        return (
+            f"DSMObjective(eps={self.eps}, weighting={self.weighting!r}, "
+            f"importance_sampling={self.importance_sampling}, reduce={self.reduce!r})"
+        )
+
     def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return dsm_loss(
             model.sde,
