@@ -124,3 +124,14 @@ def test_per_model_adjustments_apply_before_command_line_overrides():
     assert (digits.train.steps, digits.sample.n) == (2000, 64)
     assert (points.train.steps, points.sample.n) == (2000, 2000)
     assert (forced.train.steps, forced.sample.n) == (7, 3)
+
+
+@pytest.mark.parametrize("train", ["default", "likelihood", "ddpm", "ncsn"])
+def test_every_train_config_instantiates(train):
+    from scoresde._instantiate import instantiate
+    from scoresde.cli._runtime import plain_config
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = plain_config(compose("config", overrides=[f"train={train}"]))
+    config = instantiate(cfg["train"])
+    assert type(config.objective).__name__.lower().startswith({"default": "dsm", "likelihood": "dsm"}.get(train, train))
