@@ -136,3 +136,11 @@ def make_divergence(divergence: str | Divergence, n_probes: int = 1) -> Divergen
     if n_probes != 1:
         raise ValueError(f"n_probes applies to Hutchinson estimators only; the exact trace got n_probes={n_probes}")
     return cls()
+
+
+def choose_divergence(name: str, dim: int, exact_max_dim: int) -> str:
+    """``"auto"`` -> "exact" for data of at most ``exact_max_dim`` dims (the exact trace costs ``dim``
+    vector-Jacobian products per evaluation), else "rademacher"; other names pass through unchanged."""
+    if name == "auto":
+        return "exact" if dim <= exact_max_dim else "rademacher"
+    return name

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .baselines import GaussianBaseline, PixelCategorical
+from .baselines import fit_baselines
 from .likelihood import bits_per_dim, log_likelihood
-from .quantization import BitsPerDim, Quantization
+from .quantization import BitsPerDim
 from .sde import SDE
 
 
@@ -77,7 +77,6 @@ def evaluate_likelihood(
     """
     device = test.device
     gen = torch.Generator(device).manual_seed(seed)
-    cpu_gen = torch.Generator().manual_seed(seed)
     n = test.shape[0]
     with torch.enable_grad():
         if levels is not None:
@@ -89,18 +88,8 @@ def evaluate_likelihood(
             res = log_likelihood(sde, model, test, generator=gen, **likelihood_kwargs)
             per = (-res.logp / test[0].numel()).double().cpu()
             value, nfe, wall = (float(per.mean()), float(per.std() / math.sqrt(n))), res.nfe, res.wall_time
-    test_cpu, train_cpu = test.cpu(), train.cpu()
+    baselines = {name: _pair(b) for name, b in fit_baselines(train, test, levels, data_range, seed=seed).items()}
     if levels is not None:
-        quant = Quantization(levels, data_range)
-        baselines = {
-            "per-pixel categorical": _pair(PixelCategorical.fit(train_cpu, quant).bits_per_dim(test_cpu)),
-            "Gaussian (full cov.)": _pair(
-                GaussianBaseline.fit(train_cpu, quant, generator=cpu_gen).bits_per_dim(test_cpu, generator=cpu_gen)
-            ),
-            "uniform over levels": (math.log2(levels), 0.0),
-        }
-        unit = "bits/dim"
-    else:
-        baselines = {"Gaussian (full cov.)": _pair(GaussianBaseline.fit(train_cpu).nats_per_dim(test_cpu))}
-        unit = "nats/dim"
+        baselines["uniform over levels"] = (math.log2(levels), 0.0)
+    unit = "bits/dim" if levels is not None else "nats/dim"
     return LikelihoodReport(unit=unit, n=n, model=value, baselines=baselines, nfe=nfe, wall_time=wall)

@@ -23,20 +23,14 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .._instantiate import instantiate
-from ..baselines import GaussianBaseline, PixelCategorical
+from ..baselines import fit_baselines
 from ..checkpoint import load_checkpoint
+from ..divergence import choose_divergence
 from ..likelihood import bits_per_dim, log_likelihood
-from ..quantization import BitsPerDim, Quantization
+from ..quantization import BitsPerDim
 from ._runtime import CONF_DIR, plain_config, setup_runtime
 
 log = logging.getLogger("scoresde.likelihood")
-
-
-def choose_divergence(name: str, dim: int, exact_max_dim: int) -> str:
-    """``"auto"`` -> "exact" for data of at most ``exact_max_dim`` dims, else "rademacher"; other names pass."""
-    if name == "auto":
-        return "exact" if dim <= exact_max_dim else "rademacher"
-    return name
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -111,22 +105,6 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
         iw = BitsPerDim.from_values(torch.cat(values_iw))
         summary["model_importance_weighted"] = {"mean": iw.mean, "stderr": iw.stderr}
     return summary
-
-
-def fit_baselines(
-    train, x, levels, data_range, n_dequant: int, seed: int, *, centred_bins: bool = False
-) -> dict[str, BitsPerDim]:
-    """The per-pixel categorical (discrete data only) and the full-covariance Gaussian, fitted to ``train``."""
-    gen = torch.Generator().manual_seed(seed)
-    train = train.cpu()
-    if levels is None:
-        return {"gaussian (full covariance)": GaussianBaseline.fit(train).nats_per_dim(x)}
-    quant = Quantization(levels, data_range, centred=centred_bins)
-    gauss = GaussianBaseline.fit(train, quant, generator=gen)
-    return {
-        "per-pixel categorical": PixelCategorical.fit(train, quant).bits_per_dim(x),
-        "gaussian (full covariance)": gauss.bits_per_dim(x, n_dequant=n_dequant, generator=gen),
-    }
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from torch import nn
 
 from .._instantiate import build_score_model, instantiate
 from ..checkpoint import CheckpointManager, resolve_checkpoint_path
+from ..divergence import choose_divergence
 from ..evaluation import evaluate_likelihood
 from ..snapshots import SampleSnapshot
 from ..training import NonFiniteLossError, Trainer
@@ -121,9 +122,9 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     n_test = min(int(cfg.eval.n_test), len(dataset.test))
     if n_test > 0:
         options = {k: v for k, v in config["eval"].items() if k not in ("n_test", "exact_max_dim")}
-        if options.get("divergence") == "auto":  # exact trace costs D vector-Jacobian products per evaluation
-            exact = dataset.test[0].numel() <= int(cfg.eval.exact_max_dim)
-            options["divergence"] = "exact" if exact else "rademacher"
+        options["divergence"] = choose_divergence(
+            str(options.get("divergence", "auto")), dataset.test[0].numel(), int(cfg.eval.exact_max_dim)
+        )
         report = evaluate_likelihood(sde, trainer.ema.model, dataset.train, dataset.test[:n_test].to(runtime.device),
                                      levels=dataset.levels, data_range=dataset.data_range, seed=int(cfg.seed),
                                      **options)  # fmt: skip
