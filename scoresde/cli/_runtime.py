@@ -13,8 +13,20 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""The repository's conf/ directory (hydra's config_path)."""
+
+def config_dir() -> Path:
+    """The config tree: ``scoresde/_conf`` inside an installed wheel, else the repository's top-level ``conf/``.
+
+    The wheel ships ``conf/`` as package data (pyproject.toml maps it onto ``scoresde._conf``); a source checkout
+    and an editable install read ``conf/`` itself, so edits there take effect at once.
+    """
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "_conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
+
+
+CONF_DIR = str(config_dir())
+"""hydra's config_path for every entry point (see :func:`config_dir`)."""
 
 log = logging.getLogger("scoresde")
 

@@ -7,7 +7,6 @@ The weights and their test accuracy go side by side into the metrics cache (``$S
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 import torch
@@ -15,8 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..metrics.classifier import train_classifier
+from ._runtime import CONF_DIR
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("scoresde.train_classifier")
 
 
