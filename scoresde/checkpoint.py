@@ -15,6 +15,7 @@ import os
 import random
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,30 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return state
 
 
+class DamagedCheckpointWarning(UserWarning):
+    """A checkpoint file was skipped (or set aside) because it cannot be read; the message names the file."""
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step in a ``ckpt_<step>.pt`` file name (None for other names)."""
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``<name>.damaged`` so that no rotation or lookup counts it again."""
+    target = path.with_name(path.name + ".damaged")
+    os.replace(path, target)
+    warnings.warn(f"set aside the damaged checkpoint {path} as {target.name}", DamagedCheckpointWarning, stacklevel=2)
+    return target
+
+
 class CheckpointManager:
-    """Checkpoints ``ckpt_<step>.pt`` in one directory, keeping the newest ``keep_last``."""
+    """Checkpoints ``ckpt_<step>.pt`` in one directory, keeping the newest ``keep_last``.
+
+    Rotation only ever deletes files named ``ckpt_<step>.pt`` with a step BELOW the one just written: a file of a
+    later step (written before a resume from an earlier checkpoint) is never deleted by it.
+    """
 
     def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
@@ -90,33 +113,70 @@ class CheckpointManager:
         """Existing checkpoints, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name))]
+        found = [(step, p) for p in self.directory.iterdir() if (step := checkpoint_step(p)) is not None]
         return [p for _, p in sorted(found)]
 
     def latest(self) -> Path | None:
+        """The newest checkpoint file by step (not checked for damage; see :meth:`newest_valid`)."""
         paths = self.paths()
         return paths[-1] if paths else None
 
+    def newest_valid(self, *, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that reads, with its state; damaged newer ones are skipped with a warning."""
+        for path in reversed(self.paths()):
+            try:
+                return path, read_checkpoint(path, map_location=map_location)
+            except CheckpointError as err:
+                warnings.warn(f"skipping the damaged checkpoint {path}: {err}", DamagedCheckpointWarning, stacklevel=2)
+        return None
+
+    def newer_than(self, step: int) -> tuple[list[Path], list[Path]]:
+        """Checkpoints of later steps than ``step``: (readable ones, damaged ones)."""
+        valid, damaged = [], []
+        for path in self.paths():
+            if checkpoint_step(path) > step:
+                try:
+                    read_checkpoint(path)
+                    valid.append(path)
+                except CheckpointError:
+                    damaged.append(path)
+        return valid, damaged
+
     def save(self, state: Mapping[str, Any]) -> Path:
-        """Write ``state`` (with its ``"step"``) atomically, then delete all but the newest ``keep_last``."""
-        path = save_atomic(state, self.directory / f"ckpt_{int(state['step']):08d}.pt")
-        for old in self.paths()[: -self.keep_last]:
+        """Write ``state`` (with its ``"step"``) atomically, then keep the newest ``keep_last`` up to that step."""
+        step = int(state["step"])
+        path = save_atomic(state, self.directory / f"ckpt_{step:08d}.pt")
+        older = [p for p in self.paths() if checkpoint_step(p) <= step]
+        for old in older[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return path
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A .pt file as given; a run directory or its ``checkpoints/`` folder -> its newest checkpoint."""
+def open_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """Read a checkpoint file, or the newest READABLE one of a run directory (or its ``checkpoints/`` folder).
+
+    In a directory, damaged newer files are skipped with a :class:`DamagedCheckpointWarning` naming each; a damaged
+    file given by name raises :class:`CheckpointError`.
+    """
     path = Path(path)
     if path.is_dir():
         for directory in (path / "checkpoints", path):
-            latest = CheckpointManager(directory).latest()
-            if latest is not None:
-                return latest
+            manager = CheckpointManager(directory)
+            if manager.paths():
+                found = manager.newest_valid(map_location=map_location)
+                if found is None:
+                    raise CheckpointError(f"every checkpoint in {directory} is damaged (the warnings name them)")
+                return found
         raise FileNotFoundError(f"no checkpoint (ckpt_<step>.pt) in {path} or {path / 'checkpoints'}")
+    return path, read_checkpoint(path, map_location=map_location)
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A .pt file as given; a run directory or its ``checkpoints/`` folder -> its newest readable checkpoint."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    return path
+    return open_checkpoint(path)[0] if path.is_dir() else path
 
 
 # ---------------------------------------------------------------------------------------------- RNG
@@ -234,7 +294,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """Rebuild the SDE and the score model of a training checkpoint.
 
     Args:
-        path: A ``ckpt_<step>.pt`` file, or a run directory (its newest checkpoint is used).
+        path: A ``ckpt_<step>.pt`` file, or a run directory (its newest readable checkpoint; damaged newer files
+            are skipped with a :class:`DamagedCheckpointWarning` naming them).
         map_location: Device for the weights.
         ema: Load the exponential-moving-average weights (the ones to sample with) rather than the raw ones.
 
@@ -243,8 +304,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         ckpt = scoresde.load_checkpoint("outputs/2026-11-22/16-00-00")
         x, info = scoresde.sample(ckpt.sde, ckpt.score_fn, (64, *ckpt.event_shape))
     """
-    path = resolve_checkpoint_path(path)
-    state = read_checkpoint(path, map_location=map_location)
+    path, state = open_checkpoint(path, map_location=map_location)
     config = state["config"]
     event_shape = tuple(int(n) for n in state["event_shape"])
     sde = instantiate(config["sde"])

@@ -31,16 +31,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torchdiffeq
 from torch import Tensor
 from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
+from tqdm.auto import tqdm
 
 from ._utils import check_finite, event_size
 from .divergence import Divergence, make_divergence
+from .models.parameterization import check_score_sde
 from .quantization import BitsPerDim, Quantization
 from .sde import SDE, ScoreFn
+from .solvers.base import NonFiniteError
 
 METHODS = frozenset(_TORCHDIFFEQ_SOLVERS) - {"scipy_solver"}
 """torchdiffeq's methods, less its scipy wrapper (a numpy round trip on every evaluation)."""
@@ -87,25 +91,46 @@ class _CountingScore:
 class AugmentedFlow(torch.nn.Module):
     """Right-hand side of the augmented probability-flow ODE d/dt [x, delta] = [f~, div f~] (one score call).
 
+    Every evaluation checks that t, the drift and the divergence are finite (one host sync per score call), so a
+    NaN score stops the solve with a :class:`NonFiniteError` naming the time, whatever the method.
+
     Args:
         sde: The forward SDE; its ``reverse(score_fn, probability_flow=True)`` supplies the drift f~.
         score_fn: The score s(x, t).
         divergence: Estimator of div f~ (exact or Hutchinson, probes already drawn).
+        progress: Optional tqdm bar over [eps, T] (total 1000: per mille of the time range), advanced to each t.
+        eps: Start time of the solve (for the progress bar).
     """
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, divergence: Divergence) -> None:
+    def __init__(
+        self, sde: SDE, score_fn: ScoreFn, divergence: Divergence, progress: Any = None, eps: float = 0.0
+    ) -> None:
         super().__init__()
         self.score = _CountingScore(score_fn)
         self.flow = sde.reverse(self.score, probability_flow=True)
         self.divergence = divergence
+        self.progress, self.eps, self.last_t = progress, eps, eps
 
     def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         x = state[0]
+        if not bool(torch.isfinite(t)):
+            raise NonFiniteError(f"the ODE solver's time became {float(t)} after t={self.last_t:.6g} (a NaN step size)")
         t = t.clamp(max=self.flow.T)  # torchdiffeq's first-step heuristic may probe past T
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             drift = self.flow.sde(x, t).drift
             div = self.divergence(drift, x)
+        if not bool(torch.isfinite(drift).all() & torch.isfinite(div).all()):
+            what = "state x" if not bool(torch.isfinite(x).all()) else "score (or its divergence)"
+            raise NonFiniteError(
+                f"the probability-flow ODE became non-finite at t={float(t):.6g}: the {what} has NaN or infinite "
+                f"values (score evaluation {self.score.calls})"
+            )
+        self.last_t = float(t)
+        if self.progress is not None:
+            done = round(1000 * (self.last_t - self.eps) / (self.flow.T - self.eps))
+            self.progress.update(max(0, done - self.progress.n))
+            self.progress.set_postfix(t=f"{self.last_t:.4f}", nfe=self.score.calls, refresh=False)
         return drift.detach(), div.detach()
 
 
@@ -135,6 +160,7 @@ def log_likelihood(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
     options: dict | None = None,
+    progress: bool = False,
 ) -> LikelihoodResult:
     """log p(x) of the probability-flow ODE model (Song et al. 2021, appendix D.2), in nats.
 
@@ -152,9 +178,14 @@ def log_likelihood(
         eps: Start time in (0, T): the data is placed at t = eps.
         generator: Random source of the Hutchinson probes.
         options: Extra torchdiffeq solver options (the error norm is fixed, see the module docstring).
+        progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
 
     Returns:
         A :class:`LikelihoodResult`.
+
+    Raises:
+        NonFiniteError: if the score, the divergence or the solver's time becomes NaN/inf (names the time).
+        ValueError: if ``score_fn`` is a :class:`scoresde.ScoreModel` built for another SDE than ``sde``.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -165,6 +196,7 @@ def log_likelihood(
     check_finite(x, "x")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    check_score_sde(sde, score_fn)
     eps, rtol, atol = _check_positive("eps", eps), _check_positive("rtol", rtol), _check_positive("atol", atol)
     if eps >= sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
@@ -178,7 +210,8 @@ def log_likelihood(
     start = time.perf_counter()
     x = x.detach()
     estimator.draw(x, generator)
-    rhs = AugmentedFlow(sde, score_fn, estimator)
+    bar = tqdm(total=1000, desc="log-likelihood (per mille of [eps, T])", leave=False) if progress else None
+    rhs = AugmentedFlow(sde, score_fn, estimator, progress=bar, eps=eps)
     options["norm"] = _per_sample_max_norm
     times = torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device)
     if method in _ADAPTIVE:  # land the last step on T instead of stepping past it (the SDE ends there)
@@ -186,7 +219,11 @@ def log_likelihood(
             [torch.as_tensor(options.get("step_t", []), dtype=x.dtype), times[1:].cpu()]
         ).unique()
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
-    xs, deltas = torchdiffeq.odeint(rhs, state, times, rtol=rtol, atol=atol, method=method, options=options)
+    try:
+        xs, deltas = torchdiffeq.odeint(rhs, state, times, rtol=rtol, atol=atol, method=method, options=options)
+    finally:
+        if bar is not None:
+            bar.close()
     z, delta_logp = xs[-1], deltas[-1]
     prior_logp = sde.prior_logp(z)
     return LikelihoodResult(
@@ -238,7 +275,8 @@ def bits_per_dim(
         centred_bins: Use bins of width (hi - lo) / (K - 1) centred on the model values (y = lo + w (k + u - 1/2))
             instead of the contract's K bins tiling [lo, hi); see :class:`Quantization`. Same derivation.
         generator: Random source of u and of Hutchinson probes.
-        **likelihood_kwargs: Passed on to :func:`log_likelihood` (divergence, n_probes, rtol, atol, eps, method).
+        **likelihood_kwargs: Passed on to :func:`log_likelihood` (divergence, n_probes, rtol, atol, eps, method,
+            progress).
 
     Returns:
         :class:`BitsPerDim` with per-example bounds (B,), their mean and standard error, and the NFE.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,6 +13,23 @@ from .objectives import DSMObjective
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Autocast dtype by ``TrainConfig.precision`` (mixed precision needs a CUDA device)."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: object, *, positive: bool, what: str | None = None) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be {what or ('a positive' if positive else 'a non-negative') + ' number'}, "
+                         f"got {value!r}")  # fmt: skip
+
+
+def _check_unit(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
 
 
 @dataclass
@@ -54,18 +72,26 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+            _check_int(name, getattr(self, name), 1)
         for name in ("warmup_steps", "sample_every"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+            _check_int(name, getattr(self, name), 0)
+        _check_number("lr", self.lr, positive=True)
+        _check_number("weight_decay", self.weight_decay, positive=False)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, positive=True, what="a positive number or None")
+        _check_unit("ema_decay", self.ema_decay)
+        betas = self.adam_betas
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
+        for beta in betas:
+            _check_unit("adam_betas", beta)
+        if not isinstance(self.ema_warmup, bool):
+            raise ValueError(f"ema_warmup must be true or false, got {self.ema_warmup!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
-        self.adam_betas = tuple(self.adam_betas)
+        if not callable(self.objective):
+            raise TypeError(f"objective must be callable as objective(model, x0, generator), got {self.objective!r}")
+        self.adam_betas = tuple(betas)
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step ``step`` (1-based): linear warm-up, then constant."""

@@ -31,6 +31,7 @@ from .checkpoint import (
     load_state_checked,
     read_checkpoint,
     rng_state,
+    set_aside,
     set_rng_state,
 )
 from .ema import EMA
@@ -49,7 +50,18 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns: final step, last logged loss, throughput and the last checkpoint."""
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        step: The final step.
+        loss: The last logged loss: the mean over the last ``loss_steps`` steps (as in metrics.jsonl).
+        steps_per_s: Steps of this call per second.
+        wall_time: Seconds this call trained (a resumed run: since the resume).
+        checkpoint: The last checkpoint written.
+        replica_deviation: max |theta - theta_rank0| over DDP replicas.
+        steps_run: Steps this call ran (``step`` minus the step it started or resumed from).
+        loss_steps: Number of steps averaged in ``loss``.
+    """
 
     step: int
     loss: float
@@ -57,6 +69,8 @@ class TrainResult:
     wall_time: float
     checkpoint: Path | None
     replica_deviation: float = 0.0
+    steps_run: int = 0
+    loss_steps: int = 0
 
 
 def replica_deviation(model: nn.Module) -> float:
@@ -170,6 +184,17 @@ class Trainer:
             )
         if state["world_size"] != self.world:
             raise ValueError(f"{path} was written by {state['world_size']} processes, this run has {self.world}")
+        if self.checkpoints is not None:  # later checkpoints of this run directory would be overwritten or mixed in
+            newer, damaged = self.checkpoints.newer_than(int(state["step"]))
+            if newer:
+                raise ValueError(
+                    f"cannot resume from {path} (step {state['step']}): {self.checkpoints.directory} holds newer "
+                    f"readable checkpoints ({', '.join(p.name for p in newer)}); resume from the newest, or continue "
+                    "in another run directory"
+                )
+            if self.rank == 0:
+                for bad in damaged:
+                    set_aside(bad)
         load_state_checked(self.model, state["model"], what="model", differences=diffs)
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -247,13 +272,13 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress or self.rank != 0, mininterval=1.0)
         start, start_step = time.perf_counter(), self.step
-        window_loss, window_n, window_t, loss = 0.0, 0, time.perf_counter(), float("nan")
+        window_loss, window_n, window_t, loss, loss_steps = 0.0, 0, time.perf_counter(), float("nan"), 0
         self.model.train()
         last_ckpt = self.checkpoints.latest() if self.checkpoints else None
         try:
             while self.step < cfg.steps:
-                loss, grad_norm = self._train_step()
-                window_loss, window_n = window_loss + loss, window_n + 1
+                step_loss, grad_norm = self._train_step()
+                window_loss, window_n = window_loss + step_loss, window_n + 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     now = time.perf_counter()
@@ -262,6 +287,7 @@ class Trainer:
                               "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": now - start}  # fmt: skip
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                    loss, loss_steps = record["loss"], window_n
                     window_loss, window_n, window_t = 0.0, 0, now
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     last_ckpt = self.save_checkpoint()
@@ -274,7 +300,8 @@ class Trainer:
         self.plot_loss_curve()
         rate = (self.step - start_step) / max(wall, 1e-9)
         deviation = replica_deviation(self.model)
-        return TrainResult(self.step, loss, rate, wall, last_ckpt, replica_deviation=deviation)
+        return TrainResult(self.step, loss, rate, wall, last_ckpt, replica_deviation=deviation,
+                           steps_run=self.step - start_step, loss_steps=loss_steps)  # fmt: skip
 
     def plot_loss_curve(self) -> Path | None:
         """loss.png in the run directory from metrics.jsonl (rank 0)."""

@@ -12,6 +12,7 @@ from scoresde._instantiate import build_score_model, instantiate, locate
 from scoresde.checkpoint import (
     CheckpointError,
     CheckpointManager,
+    DamagedCheckpointWarning,
     config_diff,
     read_checkpoint,
     rng_state,
@@ -156,3 +157,43 @@ def test_locate_prefers_package_attributes():
     assert callable(locate("scoresde.data.digits")) and locate("scoresde.VPSDE") is scoresde.VPSDE
     with pytest.raises(ValueError, match="cannot locate"):
         locate("scoresde.no_such_thing")
+
+
+def test_rotation_never_deletes_a_checkpoint_of_a_later_step(tmp_path):
+    """After a resume from an earlier step, later files stay until the run overwrites them."""
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    for step in (9, 1, 2, 3):
+        manager.save({"step": step})
+    assert [p.name for p in manager.paths()] == ["ckpt_00000002.pt", "ckpt_00000003.pt", "ckpt_00000009.pt"]
+
+
+def test_a_damaged_newest_checkpoint_falls_back_with_a_warning_naming_it(tmp_path):
+    _train(tmp_path, steps=4)  # checkpoints at steps 2 and 4
+    newest = tmp_path / "checkpoints" / "ckpt_00000004.pt"
+    newest.write_bytes(newest.read_bytes()[:500])
+    with pytest.warns(DamagedCheckpointWarning, match="ckpt_00000004.pt"):
+        ckpt = scoresde.load_checkpoint(tmp_path)
+    assert ckpt.step == 2 and ckpt.path.name == "ckpt_00000002.pt"
+    with pytest.raises(CheckpointError, match="truncated"):  # named explicitly: no silent substitute
+        scoresde.load_checkpoint(newest)
+    (tmp_path / "checkpoints" / "ckpt_00000002.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="every checkpoint"), pytest.warns(DamagedCheckpointWarning):
+        scoresde.load_checkpoint(tmp_path)
+
+
+def test_resume_sets_aside_damaged_later_files_and_refuses_readable_ones(tmp_path):
+    _train(tmp_path, steps=4)
+    older, newest = tmp_path / "checkpoints" / "ckpt_00000002.pt", tmp_path / "checkpoints" / "ckpt_00000004.pt"
+    sde = instantiate(CONFIG["sde"])
+    model = build_score_model(CONFIG["model"], sde, (2,))
+    cfg = TrainConfig(steps=6, batch_size=32, checkpoint_every=2, ema_decay=0.5)
+    trainer = Trainer(model, gaussian_data(256)[1], cfg, run_dir=tmp_path, run_config=CONFIG, progress=False)
+    with pytest.raises(ValueError, match="newer readable checkpoints \\(ckpt_00000004.pt\\)"):
+        trainer.resume(older)
+    newest.write_bytes(newest.read_bytes()[:500])
+    with pytest.warns(DamagedCheckpointWarning, match="ckpt_00000004.pt"):
+        trainer.resume(older)
+    assert trainer.step == 2 and (tmp_path / "checkpoints" / "ckpt_00000004.pt.damaged").is_file()
+    trainer.fit()
+    assert [p.name for p in CheckpointManager(tmp_path / "checkpoints").paths()] == [
+        "ckpt_00000002.pt", "ckpt_00000004.pt", "ckpt_00000006.pt"]  # fmt: skip

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from scoresde.cli._runtime import CONF_DIR
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_POINTS = [
     "data=gaussian",
     "data.dataset.n_train=512",
@@ -37,7 +38,7 @@ TINY_POINTS = [
 
 
 def _run(module, *args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -69,7 +70,7 @@ def test_train_resume_and_sample_from_the_command_line(tmp_path):
 
 
 def test_resume_true_without_a_checkpoint_says_what_to_do(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "scoresde.train", *TINY_POINTS, "resume=true", f"hydra.run.dir={tmp_path / 'new'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,8 @@ def test_module_entry_point_writes_the_json_summary(mixture_ckpt, tmp_path):
     cmd = [sys.executable, "-m", "scoresde.likelihood", f"ckpt={mixture_ckpt.parent}", "data=mixture", "split=train",
            "limit=4", "rtol=1e-3", "atol=1e-3", "device=cpu", "threads=1", "progress=false",
            f"hydra.run.dir={run_dir}"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "found in sys.modules" not in proc.stderr  # runpy's double-import warning is filtered
     summary = json.loads((run_dir / "likelihood.json").read_text())

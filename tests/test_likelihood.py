@@ -213,3 +213,57 @@ def test_works_under_no_grad_and_leaves_no_graph():
     assert not res.logp.requires_grad and not res.z.requires_grad
     torch.testing.assert_close(res.nats_per_dim, -res.logp / 3)
     assert (res.logp - data.ode_log_prob(sde, x, eps=EPS)).abs().max() / 3 < 1e-3
+
+
+def _nan_after(t_bad, sde):
+    """The exact score of a standard Gaussian target, NaN for t > t_bad (a network that blew up there)."""
+    exact = Gaussian(torch.zeros(2, dtype=torch.float64), cov=torch.eye(2, dtype=torch.float64)).score_fn(sde)
+
+    def score(x, t):
+        out = exact(x, t)
+        return torch.where((t > t_bad).reshape(-1, 1), torch.full_like(out, float("nan")), out)
+
+    return score
+
+
+@pytest.mark.parametrize(
+    ("method", "options"), [("dopri5", None), ("rk4", {"step_size": 0.05}), ("euler", {"step_size": 0.05})]
+)
+def test_a_non_finite_score_raises_naming_the_time(method, options):
+    sde = scoresde.VPSDE()
+    x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    levels = torch.tensor([[0, 16], [3, 8]], dtype=torch.float64) / 8 - 1  # on the 17-level grid of [-1, 1]
+    for call in (
+        lambda: log_likelihood(sde, _nan_after(0.5, sde), x, method=method, options=options),
+        lambda: scoresde.bits_per_dim(sde, _nan_after(0.5, sde), levels, levels=17, method=method, options=options),
+    ):
+        with pytest.raises(scoresde.solvers.NonFiniteError, match=r"non-finite at t=") as err:
+            call()
+        t = float(str(err.value).split("at t=")[1].split(":")[0])
+        assert 0.5 < t <= 1.0  # the first evaluation past the point where the score broke
+
+
+def test_a_score_model_refuses_another_sde():
+    ve = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)
+    model = scoresde.ScoreModel(scoresde.models.MLP((2,), width=8, num_blocks=1), ve).double()
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"built for VESDE\(sigma_min=0.01, sigma_max=5.0.*used with VPSDE"):
+        log_likelihood(scoresde.VPSDE(), model, x)
+    with pytest.raises(ValueError, match="built for VESDE"):
+        log_likelihood(scoresde.VESDE(sigma_min=0.01, sigma_max=6.0), model, x)
+    same = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)  # another object, the same SDE
+    assert log_likelihood(same, model, x, rtol=1e-3, atol=1e-3).logp.shape == (3,)
+
+
+def test_progress_bar_over_the_time_range(capsys):
+    sde = scoresde.VPSDE()
+    x = torch.randn(3, 2, dtype=torch.float64)
+    score = Gaussian(torch.zeros(2, dtype=torch.float64), cov=torch.eye(2, dtype=torch.float64)).score_fn(sde)
+    log_likelihood(sde, score, x, rtol=1e-3, atol=1e-3, progress=True)
+    err = capsys.readouterr().err
+    assert "log-likelihood" in err and "/1000" in err
+    log_likelihood(sde, score, x, rtol=1e-3, atol=1e-3)
+    assert capsys.readouterr().err == ""  # no bar by default
+    on_grid = torch.tensor([[0, 16], [3, 8]], dtype=torch.float64) / 8 - 1
+    scoresde.bits_per_dim(sde, score, on_grid, levels=17, rtol=1e-3, atol=1e-3, progress=True)
+    assert "log-likelihood" in capsys.readouterr().err

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +73,18 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
     """Pick the device, set torch's thread count and join the process group when launched by torchrun.
 
-    Threads: ``threads`` if given, else the available cores (``os.sched_getaffinity``) divided by the processes on
-    this node; never more than that share, and at least 1.
+    Threads: ``threads`` (an integer >= 1) if given, else (None) the available cores (``os.sched_getaffinity``)
+    divided by the processes on this node; never more than that share, and at least 1.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     dev = resolve_device(device, local_rank)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1 or null (all cores in sched_getaffinity), got {threads!r}")
     share = max(1, available_cores() // max(local_world, 1))  # never more threads than our cores
-    n_threads = min(int(threads), share) if threads else share
+    n_threads = share if threads is None else min(threads, share)
     torch.set_num_threads(n_threads)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -104,11 +109,51 @@ def shared_run_dir(own: Path, runtime: Runtime) -> Path:
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain dicts/lists/scalars (what checkpoints store)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    return container
+    """The resolved config without its ``hydra`` node, as plain dicts/lists/scalars (what checkpoints store)."""
+    plain: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, key):
+            plain[key] = "???"
+            continue
+        value = cfg[key]
+        plain[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return plain
+
+
+def debugging() -> bool:
+    """``SCORESDE_DEBUG=1`` (or hydra's ``HYDRA_FULL_ERROR=1``): CLI errors show their traceback."""
+    return any(os.environ.get(var, "") not in ("", "0") for var in ("SCORESDE_DEBUG", "HYDRA_FULL_ERROR"))
+
+
+HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log"}
+"""What hydra itself writes into a run directory before the task starts."""
+
+
+@contextmanager
+def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
+    """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (a traceback when debugging).
+
+    Args:
+        run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
+            command that failed before its first result leaves no directory behind.
+        fresh: Whether this command created ``run_dir`` (never true for a resumed run).
+        status: The exit status.
+    """
+    try:
+        yield
+    except Exception as err:
+        if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
+            logging.shutdown()  # close hydra's log file before removing it
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if debugging():
+            raise
+        message = str(err) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        if not isinstance(err, (ValueError, TypeError, FileNotFoundError)):
+            print(f"({type(err).__name__}; SCORESDE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(status)
 
 
 def finish(runtime: Runtime) -> None:

@@ -28,7 +28,7 @@ from ..checkpoint import load_checkpoint
 from ..divergence import choose_divergence
 from ..likelihood import bits_per_dim, log_likelihood
 from ..quantization import BitsPerDim
-from ._runtime import CONF_DIR, plain_config, setup_runtime
+from ._runtime import CONF_DIR, exit_on_error, plain_config, setup_runtime
 
 log = logging.getLogger("scoresde.likelihood")
 
@@ -62,16 +62,17 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
              solver["rtol"], solver["atol"])  # fmt: skip
 
     values, values_iw, nfes, start = [], [], [], time.perf_counter()
-    bar = tqdm(range(0, x_all.shape[0], batch_size), desc=unit, disable=not cfg["progress"], dynamic_ncols=True)
+    progress = bool(cfg["progress"])  # a bar over the batches, and one over [eps, T] inside each batch
+    bar = tqdm(range(0, x_all.shape[0], batch_size), desc=unit, disable=not progress, dynamic_ncols=True)
     for i in bar:
         x = x_all[i : i + batch_size].to(device)
         if levels is None:
-            res = log_likelihood(ckpt.sde, ckpt.score_fn, x, generator=gen, **solver)
+            res = log_likelihood(ckpt.sde, ckpt.score_fn, x, generator=gen, progress=progress, **solver)
             values.append(res.nats_per_dim.double().cpu())
         else:
             res = bits_per_dim(ckpt.sde, ckpt.score_fn, x, levels=levels, data_range=data_range,
                                n_dequant=int(cfg["n_dequant"]), centred_bins=bool(cfg["centred_bins"]),
-                               generator=gen, **solver)  # fmt: skip
+                               generator=gen, progress=progress, **solver)  # fmt: skip
             values.append(res.per_sample)
             values_iw.append(res.per_sample_iw)
         nfes.append(res.nfe)
@@ -123,12 +124,14 @@ def format_summary(s: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="likelihood")
 def _main(cfg: DictConfig) -> None:
-    runtime = setup_runtime(cfg.device, cfg.threads)
-    summary = evaluate(plain_config(cfg), runtime.device)
-    out = Path(HydraConfig.get().runtime.output_dir) / "likelihood.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_summary(summary))
-    log.info("wrote %s", out)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
+        runtime = setup_runtime(cfg.device, cfg.threads)
+        summary = evaluate(plain_config(cfg), runtime.device)
+        out = run_dir / "likelihood.json"
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary))
+        log.info("wrote %s", out)
 
 
 def main() -> None:

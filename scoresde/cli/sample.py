@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from .._instantiate import instantiate
 from ..checkpoint import load_checkpoint
 from ..snapshots import SampleSnapshot
-from ._runtime import CONF_DIR, finish, plain_config, setup_runtime
+from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime
 
 log = logging.getLogger("scoresde.sample")
 
@@ -40,6 +40,7 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path:
         data_range=data_range,
         reference=dataset.train[:4000] if dataset is not None else None,
         seed=int(cfg.seed),
+        sample_options={"progress": bool(cfg.progress)},
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
              config["solver"].get("_target_"))  # fmt: skip
@@ -53,9 +54,11 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def _main(cfg: DictConfig) -> None:
-    runtime = setup_runtime(cfg.device, cfg.threads)
-    run(cfg, Path(HydraConfig.get().runtime.output_dir), runtime.device)
-    finish(runtime)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
+        runtime = setup_runtime(cfg.device, cfg.threads)
+        run(cfg, run_dir, runtime.device)
+        finish(runtime)
 
 
 def main() -> None:

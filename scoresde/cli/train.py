@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
-from ..checkpoint import CheckpointManager, resolve_checkpoint_path
 from ..divergence import choose_divergence
 from ..evaluation import evaluate_likelihood
 from ..snapshots import SampleSnapshot
-from ..training import NonFiniteLossError, Trainer
-from ._runtime import CONF_DIR, Runtime, finish, plain_config, setup_runtime, shared_run_dir
+from ..training import Trainer
+from ._preflight import resume_checkpoint, take_notes
+from ._runtime import CONF_DIR, Runtime, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._settings import validate_train
 
 log = logging.getLogger("scoresde.train")
 
@@ -45,18 +45,11 @@ def describe_model(model: nn.Module, example: torch.Tensor) -> str:
 
 
 def _resume_path(resume: Any, run_dir: Path) -> Path | None:
-    """``resume=false``: none; ``true``: newest checkpoint of this run directory; a path: that file/run directory."""
+    """``resume=false``: none; ``true``: newest readable checkpoint of this run directory; a path: that file (the
+    preflight has replaced ``true`` by the path already, except in multirun jobs)."""
     if resume is False or resume is None:
         return None
-    if resume is True:
-        latest = CheckpointManager(run_dir / "checkpoints").latest()
-        if latest is None:
-            raise FileNotFoundError(
-                f"resume=true but {run_dir / 'checkpoints'} holds no checkpoint; run again with "
-                "hydra.run.dir=<the run directory to continue>, or resume=<path to a checkpoint or run directory>"
-            )
-        return latest
-    return resolve_checkpoint_path(resume)
+    return resume_checkpoint(resume, run_dir)[0]
 
 
 def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
@@ -87,6 +80,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         reference=dataset.train[:4000] if kind == "points" else None,
         seed=int(cfg.seed),
         save_arrays=True,
+        sample_options={"progress": bool(cfg.progress)},  # a bar over the solver steps of every sample grid
     )
     trainer = Trainer(
         model,
@@ -106,7 +100,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         log.info("resumed from %s at step %d", resume_from, trainer.step)
     start = time.perf_counter()
     result = trainer.fit()
-    summary: dict[str, Any] = {"step": result.step, "final_loss": result.loss, "steps_per_s": result.steps_per_s,
+    summary: dict[str, Any] = {"step": result.step, "steps_this_run": result.steps_run, "final_loss": result.loss,
+                               "final_loss_steps": result.loss_steps, "steps_per_s": result.steps_per_s,
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
     if runtime.world_size > 1:
         summary["replica_deviation"] = result.replica_deviation
@@ -114,14 +109,17 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
             log.info("DDP: %d replicas, max |theta - theta_rank0| = %.3g", runtime.world_size, result.replica_deviation)
     if not runtime.is_main:
         return summary
-    log.info("trained %d steps in %.1f s (%.1f steps/s), last loss %.4g", result.step, result.wall_time,
-             result.steps_per_s, result.loss)  # fmt: skip
+    log.info("trained %d steps (step %d -> %d) in %.1f s (%.1f steps/s); loss %.4g (mean of the last %d steps)",
+             result.steps_run, result.step - result.steps_run, result.step, result.wall_time, result.steps_per_s,
+             result.loss, result.loss_steps)  # fmt: skip
     if snapshot.last is not None:
         shutil.copyfile(snapshot.last, run_dir / "samples_final.png")
         log.info("samples: %s", run_dir / "samples_final.png")
     n_test = min(int(cfg.eval.n_test), len(dataset.test))
     if n_test > 0:
         options = {k: v for k, v in config["eval"].items() if k not in ("n_test", "exact_max_dim")}
+        options["progress"] = bool(cfg.progress)  # a bar over [eps, T] of the likelihood solve
+        log.info("evaluating the test likelihood on %d examples", n_test)
         options["divergence"] = choose_divergence(
             str(options.get("divergence", "auto")), dataset.test[0].numel(), int(cfg.eval.exact_max_dim)
         )
@@ -138,15 +136,15 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
-    runtime = setup_runtime(cfg.device, cfg.threads)
-    run_dir = shared_run_dir(Path(HydraConfig.get().runtime.output_dir), runtime)
-    try:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_error(run_dir, fresh=cfg.resume in (None, False)):
+        validate_train(cfg)  # done by the preflight already, except in multirun jobs
+        runtime = setup_runtime(cfg.device, cfg.threads)
+        run_dir = shared_run_dir(run_dir, runtime)
+        for note in take_notes():
+            log.info("%s", note)
         run(cfg, run_dir, runtime)
-    except NonFiniteLossError as err:
-        log.error("%s", err)
         finish(runtime)
-        sys.exit(1)
-    finish(runtime)
 
 
 def main() -> None:

@@ -149,6 +149,15 @@ class ScoreModel(nn.Module):
             f"num_levels={self.num_levels}, scale_input={self.scale_input}"
         )
 
+    def check_sde(self, sde: SDE) -> None:
+        """Raise ValueError unless ``sde`` is the SDE this model was built for (the same object, or the same class
+        with the same parameters): its output is a score only for that SDE's m(t), s(t)."""
+        if sde is not self.sde and (type(sde) is not type(self.sde) or repr(sde) != repr(self.sde)):
+            raise ValueError(
+                f"this score model was built for {self.sde!r} but is used with {sde!r}; sample and evaluate it "
+                "with its own SDE (model.sde, or ckpt.sde of scoresde.load_checkpoint)"
+            )
+
     def net_time(self, t: Tensor) -> Tensor:
         """The time input the network receives for times t of shape (B,)."""
         return self._time(t, self.sde.T)
@@ -172,3 +181,9 @@ class ScoreModel(nn.Module):
         if out.shape != x.shape:
             raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
         return self._prediction.to_score(out, x, append_dims(m, x.ndim), append_dims(s, x.ndim))
+
+
+def check_score_sde(sde: SDE, score_fn: object) -> None:
+    """Raise ValueError if ``score_fn`` is a :class:`ScoreModel` built for another SDE; other callables pass."""
+    if isinstance(score_fn, ScoreModel):
+        score_fn.check_sde(sde)

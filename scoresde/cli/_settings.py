@@ -1,0 +1,146 @@
+"""Validation of every CLI setting before the expensive part: each error names the key and what it accepts.
+
+The objects a run builds from ``_target_`` blocks (train config, SDE, solver) are built here once, so that their
+own argument checks run now rather than after training; the settings read by the CLI code itself (sample.*,
+eval.*, threads, ...) are checked against the values that code accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .._instantiate import instantiate
+from ..divergence import DIVERGENCES
+from ..likelihood import METHODS
+from ._runtime import plain_config, resolve_device
+
+DIVERGENCE_CHOICES = ("auto", *sorted(DIVERGENCES))
+EVAL_KEYS = ("n_test", "divergence", "exact_max_dim", "rtol", "atol", "eps", "method", "n_probes")
+
+
+def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> None:
+    """An int >= minimum (or None, described by ``none``); bools and strings are refused."""
+    if value is None and none is not None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        also = f" or null ({none})" if none else ""
+        raise ValueError(f"{key} must be an integer >= {minimum}{also}, got {value!r}")
+
+
+def positive(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+
+
+def boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
+def choice(key: str, value: Any, choices: tuple[str, ...] | frozenset[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(sorted(choices))}; got {value!r}")
+
+
+def built(key: str, spec: Any) -> Any:
+    """``instantiate(spec)``; a failure is reported under ``key``."""
+    try:
+        return instantiate(spec)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{key}: {err}") from None
+
+
+def runtime_settings(c: dict[str, Any]) -> None:
+    """seed, device, threads, progress: shared by every command."""
+    integer("seed", c["seed"], 0)
+    if not isinstance(c["device"], str):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {c['device']!r}")
+    try:
+        resolve_device(c["device"])
+    except ValueError as err:
+        raise ValueError(f"device: {err}") from None
+    integer("threads", c["threads"], 1, none="all cores in os.sched_getaffinity")
+    boolean("progress", c["progress"])
+
+
+def checkpoint_setting(config: DictConfig) -> None:
+    if OmegaConf.is_missing(config, "ckpt"):
+        raise ValueError("ckpt=PATH is required: a checkpoint file (ckpt_<step>.pt) or a training run directory")
+    if not Path(str(config.ckpt)).expanduser().exists():
+        raise ValueError(f"ckpt: no checkpoint file or run directory at {config.ckpt}")
+
+
+def eval_settings(e: dict[str, Any]) -> None:
+    unknown = sorted(set(e) - set(EVAL_KEYS))
+    if unknown:
+        raise ValueError(f"eval has unknown key(s) {unknown}; known: {', '.join(EVAL_KEYS)}")
+    integer("eval.n_test", e["n_test"], 0)
+    choice("eval.divergence", e["divergence"], DIVERGENCE_CHOICES)
+    integer("eval.exact_max_dim", e["exact_max_dim"], 1)
+    for key in ("rtol", "atol", "eps"):
+        if key in e:
+            positive(f"eval.{key}", e[key])
+    if "method" in e:
+        choice("eval.method", e["method"], METHODS)
+    if "n_probes" in e:
+        integer("eval.n_probes", e["n_probes"], 1)
+
+
+def validate_train(config: DictConfig) -> None:
+    """``python -m scoresde.train``: every setting, and the train config, SDE and solver built once."""
+    c = plain_config(config)
+    runtime_settings(c)
+    if not isinstance(c["resume"], (bool, str)) and c["resume"] is not None:
+        raise ValueError(f"resume must be true, false or a checkpoint/run-directory path, got {c['resume']!r}")
+    integer("sample.n", c["sample"]["n"], 1)
+    integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
+    eval_settings(c["eval"])
+    built("train", c["train"])
+    sde = built("sde", c["sde"])
+    solver = built("solver", c["solver"])
+    steps = c["sample"]["steps"] or solver.default_steps
+    try:
+        solver.grid(sde, steps, 1e-3)
+        solver.check(sde)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"solver with sample.steps={steps}: {err}") from None
+
+
+def validate_sample(config: DictConfig) -> None:
+    """``python -m scoresde.sample``."""
+    checkpoint_setting(config)
+    c = plain_config(config)
+    runtime_settings(c)
+    integer("n", c["n"], 1)
+    integer("steps", c["steps"], 1, none="the solver's default")
+    boolean("ema", c["ema"])
+    built("solver", c["solver"])
+
+
+def validate_likelihood(config: DictConfig) -> None:
+    """``python -m scoresde.likelihood``."""
+    checkpoint_setting(config)
+    c = plain_config(config)
+    runtime_settings(c)
+    choice("split", c["split"], ("test", "train"))
+    integer("limit", c["limit"], 1, none="the whole split")
+    for key in ("batch_size", "exact_max_dim", "n_probes", "n_dequant"):
+        integer(key, c[key], 1)
+    choice("divergence", c["divergence"], DIVERGENCE_CHOICES)
+    choice("method", c["method"], METHODS)
+    for key in ("rtol", "atol", "eps"):
+        positive(key, c[key])
+    boolean("centred_bins", c["centred_bins"])
+    boolean("ema", c["ema"])
+
+
+VALIDATORS: dict[str, Callable[[DictConfig], None]] = {
+    "train": validate_train,
+    "sample": validate_sample,
+    "likelihood": validate_likelihood,
+}
