@@ -38,7 +38,7 @@ from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
 
 log = logging.getLogger("fid_sweep")
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # benchmarks run from a checkout
 
 
 @functools.cache
@@ -126,6 +126,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         chunks.append(x.cpu())
         nfe, wall, steps = max(nfe, info.nfe), wall + info.wall_time, info.steps
     samples = torch.cat(chunks)
+    adaptive = bool(getattr(getattr(solver, "spec", None), "adaptive", False))  # ProbabilityFlowODE(method=dopri5)
     floor = evaluator.floor(cfg.num_samples)
     if not bool(torch.isfinite(samples).all()):
         scores = {"fid": math.nan, "kid": math.nan}  # a diverged sampler is a result, not a crash
@@ -140,8 +141,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "label": label,
         "solver": identity["solver"].get("_target_", ""),
         "options": {k: v for k, v in identity["solver"].items() if k != "_target_"},
-        "steps": steps,
+        "steps": None if adaptive else steps,  # an adaptive ODE solve reports one output interval
         "steps_requested": cfg.steps,
+        "adaptive": adaptive,
         "nfe": nfe,
         "wall_time": round(wall, 3),
         **scores,

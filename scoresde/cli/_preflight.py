@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,7 @@ class Preflight(Callback):
                 prepare_train(config)
             else:
                 prepare_other(self.command, config)
-            if not _is_main_process():  # rank 0 writes the run's files (scoresde.cli._runtime.shared_run_dir)
-                with open_dict(config):
+            if not _is_main_process():  # rank 0 owns the run directory (scoresde.cli._runtime.shared_run_dir);
+                with open_dict(config):  # the other ranks' hydra writes nothing there, only a private log
+                    config.hydra.run.dir = tempfile.mkdtemp(prefix=f"scoresde-rank{os.environ.get('RANK')}-")
                     config.hydra.output_subdir = None
