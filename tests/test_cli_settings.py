@@ -87,3 +87,28 @@ def test_resume_applies_allowed_overrides_and_refuses_others():
         resumed_config(saved, current, ["train.steps", "train.lr"])
     with pytest.raises(ValueError, match="train.lr"):
         resumed_config(saved, current, ["train"])  # a group override that changes the objective settings
+
+
+def test_run_directories_are_claimed_once(tmp_path, monkeypatch):
+    """Two runs in the same second get TIME and TIME_1; an explicit directory that holds files is refused."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    from scoresde.cli._preflight import claim_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        first = compose("config", return_hydra_config=True)
+    OmegaConf.select(first, "hydra.run.dir")  # resolve ${now:...} once: the copy shares the timestamp
+    second = copy.deepcopy(first)
+    a, b = claim_run_dir(first), claim_run_dir(second)
+    assert a.is_dir() and b == a.with_name(a.name + "_1") and b.is_dir()
+    assert OmegaConf.select(second, "hydra.run.dir") == str(b)  # hydra writes the run into the fresh directory
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        explicit = compose("config", overrides=[f"hydra.run.dir={a}"], return_hydra_config=True)
+    assert claim_run_dir(copy.deepcopy(explicit)) == a  # empty: accepted
+    (a / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="already holds files"):
+        claim_run_dir(explicit)
