@@ -79,7 +79,9 @@ class SelfAttention(nn.Module):
         B, C, H, W = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W).unbind(1)
         out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        return (x + self.proj(out.transpose(-1, -2).reshape(B, C, H, W))) * self.rescale
+        # contiguous: the transposed view has channels-last strides, for which cuDNN returns proj's weight gradient
+        # channels-last too, and DDP warns "Grad strides do not match bucket view strides"
+        return (x + self.proj(out.transpose(-1, -2).reshape(B, C, H, W).contiguous())) * self.rescale
 
 
 class Level(nn.Module):
