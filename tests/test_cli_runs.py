@@ -92,8 +92,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_readable_one(train
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
 
     proc = _cli("scoresde.sample", f"ckpt={run}", "solver=euler_maruyama", "n=4", "steps=3", "device=cpu",
-                "progress=false", f"hydra.run.dir={tmp_path / 'sampled'}", cwd=tmp_path)  # fmt: skip
+                "progress=true", f"hydra.run.dir={tmp_path / 'sampled'}", cwd=tmp_path)  # fmt: skip
     assert "ckpt_00000006.pt" in proc.stderr and (tmp_path / "sampled" / "samples.npz").is_file()
+    assert "EulerMaruyama:" in proc.stderr and "/3 [" in proc.stderr  # defect 8: the sample CLI's progress bar
 
     proc = _cli("scoresde.train", "train.steps=9", "progress=false", "resume=true", f"hydra.run.dir={run}",
                 cwd=tmp_path)  # fmt: skip
