@@ -6,6 +6,7 @@ torch and the other dependencies come from the environment running the tests (a 
 points at its site-packages), so nothing is downloaded; scoresde itself comes only from the wheel.
 """
 
+import importlib.util
 import json
 import os
 import site
@@ -39,7 +40,9 @@ def installed(tmp_path_factory):
     """A venv holding only the freshly built wheel of this checkout; returns its bin/ directory."""
     tmp = tmp_path_factory.mktemp("wheel")
     had_build = (ROOT / "build").exists()
-    _check([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", ROOT])
+    # without build isolation when setuptools is at hand (no download); Python >= 3.12 venvs lack it, pip fetches it
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    _check([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", ROOT])
     assert had_build or not (ROOT / "build").exists(), "building the wheel left build/ in the checkout"
     (wheel,) = (tmp / "dist").glob("scoresde-*.whl")
     venv = tmp / "venv"
