@@ -175,7 +175,11 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
-        """Load a checkpoint written by :meth:`state_dict`; differing configs are named in the error."""
+        """Load a checkpoint written by :meth:`state_dict`; differing configs are named in the error.
+
+        Later checkpoints in this trainer's run directory would be overwritten by the continued run: a readable one
+        makes this raise ValueError (resume from it instead); damaged ones are set aside as ``*.pt.damaged``.
+        """
         state = read_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors; weights are copied
         diffs = config_diff(state["config"], self.run_config, keys=RESUME_MUST_MATCH)
         if diffs and self.run_config:
