@@ -112,3 +112,28 @@ def test_run_directories_are_claimed_once(tmp_path, monkeypatch):
     (a / "metrics.jsonl").write_text("{}\n")
     with pytest.raises(ValueError, match="already holds files"):
         claim_run_dir(explicit)
+
+
+def test_errors_become_one_line_and_a_fresh_empty_run_directory_goes(tmp_path, capsys, monkeypatch):
+    from scoresde.cli._runtime import exit_on_error
+
+    for var in ("SCORESDE_DEBUG", "HYDRA_FULL_ERROR"):
+        monkeypatch.delenv(var, raising=False)
+    fresh = tmp_path / "fresh"
+    (fresh / ".hydra").mkdir(parents=True)
+    (fresh / "train.log").write_text("")
+    with pytest.raises(SystemExit) as stop, exit_on_error(fresh, fresh=True):
+        raise ValueError("sample.steps must be an integer >= 1")
+    assert stop.value.code == 1 and not fresh.exists()
+    assert capsys.readouterr().err == "error: sample.steps must be an integer >= 1\n"
+
+    kept = tmp_path / "kept"  # a run that got as far as a checkpoint keeps its directory
+    (kept / "checkpoints").mkdir(parents=True)
+    with pytest.raises(SystemExit), exit_on_error(kept, fresh=True):
+        raise FloatingPointError("the loss became non-finite (nan) at step 7")
+    err = capsys.readouterr().err
+    assert kept.is_dir() and err.startswith("error: the loss became non-finite") and "SCORESDE_DEBUG=1" in err
+
+    monkeypatch.setenv("SCORESDE_DEBUG", "1")  # the traceback, for debugging
+    with pytest.raises(ValueError, match="shown"), exit_on_error():
+        raise ValueError("shown")

@@ -131,6 +131,14 @@ HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log"}
 """What hydra itself writes into a run directory before the task starts."""
 
 
+def _close_log_files(run_dir: Path) -> None:
+    """Close the logging file handlers writing into ``run_dir`` (hydra's job log) before it is removed."""
+    for handler in logging.getLogger().handlers[:]:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(run_dir.resolve()):
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+
+
 @contextmanager
 def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
     """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (a traceback when debugging).
@@ -144,12 +152,14 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
     try:
         yield
     except Exception as err:
+        message = str(err) or type(err).__name__
         if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
-            logging.shutdown()  # close hydra's log file before removing it
+            _close_log_files(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif run_dir is not None:
+            log.error("%s", message)  # the run directory stays (checkpoints, metrics): its log says why it stopped
         if debugging():
             raise
-        message = str(err) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         if not isinstance(err, (ValueError, TypeError, FileNotFoundError)):
             print(f"({type(err).__name__}; SCORESDE_DEBUG=1 shows the traceback)", file=sys.stderr)
