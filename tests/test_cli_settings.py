@@ -135,5 +135,7 @@ def test_errors_become_one_line_and_a_fresh_empty_run_directory_goes(tmp_path, c
     assert kept.is_dir() and err.startswith("error: the loss became non-finite") and "SCORESDE_DEBUG=1" in err
 
     monkeypatch.setenv("SCORESDE_DEBUG", "1")  # the traceback, for debugging
-    with pytest.raises(ValueError, match="shown"), exit_on_error():
+    with pytest.raises(SystemExit), exit_on_error(status=2):
         raise ValueError("shown")
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "ValueError: shown" in err

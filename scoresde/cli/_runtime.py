@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ def _close_log_files(run_dir: Path) -> None:
 
 @contextmanager
 def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
-    """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (a traceback when debugging).
+    """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (the traceback when debugging).
 
     Args:
         run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
@@ -159,7 +160,8 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
         elif run_dir is not None:
             log.error("%s", message)  # the run directory stays (checkpoints, metrics): its log says why it stopped
         if debugging():
-            raise
+            traceback.print_exc()  # printed here: hydra turns an exception raised in a callback into a warning
+            sys.exit(status)
         print(f"error: {message}", file=sys.stderr)
         if not isinstance(err, (ValueError, TypeError, FileNotFoundError)):
             print(f"({type(err).__name__}; SCORESDE_DEBUG=1 shows the traceback)", file=sys.stderr)
