@@ -1,6 +1,6 @@
 """The built wheel, installed into a fresh virtual environment, runs the CLI from a directory outside the repository.
 
-About 15 s (building, installing, two CLI runs), so it stays in the default run and in CI (.ci/run).
+About 15-40 s (building, installing, three CLI runs), so it stays in the default run and in CI (.ci/run).
 
 torch and the other dependencies come from the environment running the tests (a .pth file in the fresh venv
 points at its site-packages), so nothing is downloaded; scoresde itself comes only from the wheel.
@@ -76,6 +76,10 @@ def test_installed_wheel_trains_and_samples_outside_the_repository(installed, tm
             "hydra.run.dir=sampled"], cwd=where, env=_env())  # fmt: skip
     with np.load(where / "sampled" / "samples.npz") as f:
         assert f["samples"].shape == (5, 2) and np.isfinite(f["samples"]).all()
+
+    _check([installed / "scoresde-likelihood", "ckpt=run", "limit=4", "rtol=1e-2", "atol=1e-2", "device=cpu",
+            "progress=false", "hydra.run.dir=nll"], cwd=where, env=_env())  # fmt: skip
+    assert json.loads((where / "nll" / "likelihood.json").read_text())["n"] == 4
 
 
 def test_every_package_is_in_the_wheel_listing():
