@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import scoresde
 from scoresde.models import DDPMpp, NCSNpp, count_parameters
 from scoresde.models.reference_checkpoint import (
     REFERENCE_CONFIGS,
@@ -92,6 +93,14 @@ def test_load_reference_checkpoint_from_a_file(tmp_path):
     with torch.no_grad():
         out = ckpt.net(fixture["x"], fixture["labels"]) / fixture["labels"].view(-1, 1, 1, 1)
     _close(out, fixture["output_ema"])
+    # the score function and SDE drive the library's samplers and likelihoods
+    gen = torch.Generator().manual_seed(0)
+    x, info = scoresde.sample(ckpt.sde, ckpt.score_fn, (2, 3, 8, 8), solver="ode", method="euler", steps=3,
+                              generator=gen)  # fmt: skip
+    assert x.shape == (2, 3, 8, 8) and torch.isfinite(x).all() and info.nfe == 4
+    res = scoresde.log_likelihood(ckpt.sde, ckpt.score_fn, torch.rand(2, 3, 8, 8) * 2 - 1, divergence="rademacher",
+                                  method="euler", generator=gen)  # fmt: skip
+    assert torch.isfinite(res.logp).all()
 
 
 def test_conversion_names_the_first_mismatch():
