@@ -10,6 +10,7 @@ process (rank 0 of 1).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,34 @@ def process_group() -> ProcessGroup:
     if dist.is_available() and dist.is_initialized():
         return ProcessGroup(dist.get_rank(), dist.get_world_size())
     return ProcessGroup()
+
+
+def init_from_env(device: str = "cpu") -> ProcessGroup:
+    """Join the default process group when launched by torchrun (WORLD_SIZE > 1): nccl for CUDA, else gloo.
+
+    A script that is not one of the CLIs (those call ``scoresde.cli._runtime.setup_runtime``) calls this first.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        cuda = str(device).startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return process_group()
+
+
+def local_device(device: str) -> str:
+    """``"cuda"`` -> ``"cuda:<LOCAL_RANK>"`` (one GPU per process under torchrun); other devices unchanged."""
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+
+
+def broadcast_from_main(obj: Any, group: ProcessGroup | None = None) -> Any:
+    """Rank 0's ``obj`` on every rank (a decision all ranks must share, e.g. whether to skip a job)."""
+    group = group or process_group()
+    if group.world_size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def num_chunks(n: int, chunk_size: int) -> int:
@@ -91,12 +120,13 @@ def gather_to_main(local: dict[int, Any], group: ProcessGroup | None = None) -> 
 
 @dataclass
 class ShardedSampleInfo:
-    """What :func:`sample_sharded` did: NFE per chunk (all chunks, on rank 0), this rank's wall time."""
+    """What :func:`sample_sharded` did: NFE per chunk (all chunks, on rank 0), this rank's wall time, grid steps."""
 
     nfe: list[int]
     wall_time: float
     world_size: int
     batch_size: int
+    steps: int | None = None
 
 
 def sample_sharded(
@@ -130,15 +160,15 @@ def sample_sharded(
     group = group or process_group()
     device = torch.device(device) if device is not None else torch.device("cpu")
     chunks = range(num_chunks(n, batch_size))
-    local, start = {}, time.perf_counter()
+    local, start, steps = {}, time.perf_counter(), None
     for k in shard(chunks, group):
         idx = chunk_range(k, n, batch_size)
         x, info = sample(sde, score_fn, (len(idx), *event_shape), generator=chunk_generator(seed, k, device),
                          device=device, **sample_options)  # fmt: skip
-        local[k] = (x.cpu(), info.nfe)
+        local[k], steps = (x.cpu(), info.nfe), info.steps
     wall = time.perf_counter() - start
     merged = gather_to_main(local, group)
     if merged is None:
         return None, None
     x = torch.cat([v[0] for v in merged.values()])
-    return x, ShardedSampleInfo([v[1] for v in merged.values()], wall, group.world_size, batch_size)
+    return x, ShardedSampleInfo([v[1] for v in merged.values()], wall, group.world_size, batch_size, steps)

@@ -1,5 +1,6 @@
 """Sampling and likelihoods spread over processes (gloo on CPU) give exactly what one process gives."""
 
+import json
 import os
 import socket
 import subprocess
@@ -118,3 +119,25 @@ def test_torchrun_sample_cli_with_two_processes_equals_one(tmp_path):
             results[procs] = f["samples"], int(f["world_size"])
     assert results[1][1] == 1 and results[2][1] == 2
     np.testing.assert_array_equal(results[1][0], results[2][0])
+
+
+@pytest.mark.slow
+def test_torchrun_fid_sweep_point_with_two_processes_equals_one(tmp_path):
+    ckpt = _write_checkpoint(tmp_path / "checkpoints", "mixture")
+    samples = {}
+    for procs in (1, 2):
+        out = tmp_path / f"sweep{procs}"
+        args = [f"ckpt={ckpt}", "solver=euler_maruyama", "steps=4", "num_samples=40", "batch_size=15",
+                "kid_subsets=2", "kid_subset_size=20", "device=cpu", "progress=false", f"out_dir={out}",
+                f"hydra.run.dir={tmp_path / f'run{procs}'}"]  # fmt: skip
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_port",
+               str(_free_port()), f"{ROOT}/benchmarks/fid_sweep.py", *args]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT,
+                                   "SCORESDE_CACHE": str(tmp_path / "cache")})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (point,) = (out / "points").glob("*.json")
+        record = json.loads(point.read_text())
+        assert record["processes"] == procs and record["num_samples"] == 40
+        samples[procs] = torch.load(point.with_suffix(".pt"), weights_only=True)
+    assert samples[1].shape == (40, 2) and torch.equal(samples[1], samples[2])
