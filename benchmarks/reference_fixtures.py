@@ -13,13 +13,15 @@ For each small configuration below the script instantiates the reference network
 is the near-zero ``init_scale=0`` initialisation), wraps it in ``DataParallel`` (``module.`` prefixes), builds the
 reference's checkpoint layout (model / ema / optimizer / step, EMA shadow weights perturbed so they differ from the
 raw weights) and stores fixed inputs with the network's outputs for both weight sets and the reference
-``get_score_fn`` scores. It also writes the parameter counts of the paper's full-size CIFAR-10 configurations.
+``get_score_fn`` scores. It also writes the parameter counts of the paper's full-size CIFAR-10 configurations and
+the state-dict layout (keys and shapes) of every released CIFAR-10 configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import json
 import re
 import subprocess
@@ -66,6 +68,11 @@ FULL = {
     "ddpmpp": ("vp", "configs/vp/cifar10_ddpmpp_continuous.py"),
     "ddpmpp_deep": ("vp", "configs/vp/cifar10_ddpmpp_deep_continuous.py"),
 }
+
+
+RELEASED = [f"{sde}/cifar10_{net}{deep}_continuous" for sde in ("vp", "subvp") for net in ("ddpmpp", "ncsnpp")
+            for deep in ("", "_deep")]  # fmt: skip
+RELEASED += ["ve/cifar10_ncsnpp_continuous", "ve/cifar10_ncsnpp_deep_continuous"]
 
 
 def extract(repo: Path, dest: Path) -> str:
@@ -208,6 +215,16 @@ def main() -> None:
             print(name, counts[name])
             del net
         (args.out / "reference_param_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+        layouts = {"reference_commit": commit}
+        for name in RELEASED:  # what the released checkpoints hold: DataParallel keys and shapes, no weights
+            config = load_full_config(args.repo, tmp, f"configs/{name}.py")
+            config.data.num_channels = 3
+            net = torch.nn.DataParallel(models.ncsnpp.NCSNpp(config))
+            layouts[name] = [[k, list(v.shape)] for k, v in net.state_dict().items()]
+            print(name, len(layouts[name]), "tensors")
+            del net
+        with gzip.open(args.out / "reference_layouts.json.gz", "wt") as f:
+            json.dump(layouts, f)
 
 
 if __name__ == "__main__":

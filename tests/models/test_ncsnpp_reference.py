@@ -6,6 +6,7 @@ keys, model / ema / optimizer / step), fixed inputs, the network outputs for the
 reference ``get_score_fn`` scores.
 """
 
+import gzip
 import json
 from pathlib import Path
 
@@ -124,12 +125,17 @@ def test_paper_configs_have_the_reference_parameter_counts(name):
     assert isinstance(net, NCSNpp if name.startswith("ncsnpp") else DDPMpp)
 
 
+LAYOUTS = json.loads(gzip.decompress((FIXTURES / "reference_layouts.json.gz").read_bytes()))
+
+
 @pytest.mark.parametrize("config_name", sorted(REFERENCE_CONFIGS))
-def test_every_released_config_builds_with_the_reference_count(config_name):
+def test_released_checkpoint_layouts_map_onto_the_configured_networks(config_name):
+    """Every released CIFAR-10 configuration: the reference's DataParallel keys and shapes (no weights) convert."""
     spec = REFERENCE_CONFIGS[config_name]
     with torch.device("meta"):
         net = spec.net((3, 32, 32), **spec.net_kwargs)
-    deep = "deep" in config_name
-    family = "ncsnpp" if spec.net is NCSNpp and spec.sde == "ve" else "ddpmpp" if spec.net is DDPMpp else None
-    if family is not None:
-        assert count_parameters(net) == COUNTS[family + ("_deep" if deep else "")]["trainable"]
+        reference = {key: torch.empty(shape) for key, shape in LAYOUTS[config_name]}
+    assert list(convert_state_dict(net, reference)) == list(net.state_dict())
+    # the EMA's shadow list holds the reference's trainable parameters: all but the sigmas buffer and Fourier W
+    fixed = {"module.sigmas", "module.all_modules.0.W"}
+    assert len(list(net.parameters())) == len([k for k, _ in LAYOUTS[config_name] if k not in fixed])
