@@ -143,3 +143,13 @@ def test_labelled_folder_trains_the_fid_classifier(tmp_path):
     train_classifier(ds, epochs=1, batch_size=8, width=4, feature_dim=8, save_root=tmp_path / "cache", log=lambda s: 0)
     features = ClassifierFeatures.from_dataset(ds, cache_root=tmp_path / "cache").extract(ds.test)
     assert features.features.shape == (4, 8) and features.logits.shape == (4, 2)
+
+
+def test_unlabelled_folder_says_fid_needs_another_feature_network(tmp_path):
+    from scoresde.metrics.classifier import train_classifier
+
+    for i in range(4):
+        _png(tmp_path / "flat" / f"{i}.png", np.full((8, 8, 3), 40 * i, np.uint8))
+    ds = image_folder(tmp_path / "flat", resolution=8, n_test=1, cache=False)
+    with pytest.raises(ValueError, match="one sub-folder per class.*extractor=inception"):
+        train_classifier(ds, epochs=1, save=False)
