@@ -83,6 +83,7 @@ def test_a_sample_is_fixed_by_seed_batch_size_and_index():
     assert torch.equal(x[6:9], direct)
 
 
+@pytest.mark.slow
 def test_two_processes_sample_what_one_process_samples(tmp_path):
     single, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **OPTIONS)
     mp.spawn(_sample_worker, args=(2, _free_port(), str(tmp_path / "x.pt")), nprocs=2, join=True)

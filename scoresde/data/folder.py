@@ -175,7 +175,8 @@ def image_folder(
     Args:
         root: The folder (see the module docstring for the train/test and class sub-folder layouts).
         resolution: Side of the square images after centre crop and resize.
-        channels: 3 (RGB), 1 (grey: the luminance Pillow computes) or None (1 when every file is greyscale).
+        channels: 3 (RGB), 1 (grey: ITU-R 601-2 luma of the resized RGB, as Pillow's "L") or None (1 when every
+            file is greyscale).
         random_flip: Random horizontal flips as the dataset's ``train_transform``.
         n_test: Test split without ``train/`` and ``test/`` sub-folders: a count, or a fraction of the images.
         seed: Seed of that random split.
