@@ -8,7 +8,9 @@ unless ``save_samples=false``). FID is biased upwards at small N, so when N exce
 297 test images) the floor is measured at that smaller n and ``fid_matched`` gives the samples' FID at the same n.
 A rerun skips points whose file exists, so an interrupted sweep loses nothing. After every point the whole
 directory is aggregated into ``fid_sweep.csv``, ``fid_sweep.png`` (FID against NFE, one line per solver, the floor
-dashed) and ``fid_sweep.md``. The config is conf/fid_sweep.yaml.
+dashed) and ``fid_sweep.md``. The config is conf/fid_sweep.yaml. Under ``torchrun --nproc_per_node=N`` every
+point's batches are dealt to the ranks (batch k seeded by (seed, k): the same samples for any N) and rank 0 scores
+and writes it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_report import aggregate  # noqa: E402
 
 import scoresde  # noqa: E402
+from scoresde.distributed import broadcast_from_main, init_from_env, local_device, sample_sharded  # noqa: E402
 from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
 
@@ -101,7 +104,7 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
 
 def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     """Sample and score one point (or skip it when its file exists); returns the record written."""
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = local_device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     ckpt = _checkpoint(str(cfg.ckpt), bool(cfg.ema), device)
     label = _solver_label(cfg)
     path, identity = _point_path(cfg, label, ckpt.path)
@@ -109,23 +112,20 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     total = _sweep_size() if HydraConfig.get().mode.name == "MULTIRUN" else 1
     job = HydraConfig.get().job.get("num", 0) + 1 if HydraConfig.get().mode.name == "MULTIRUN" else 1
     where = f"[job {job}/{total or '?'}; {done} points in {path.parent}]"
-    if path.exists():
+    if broadcast_from_main(path.exists()):
         log.info("%s %s steps=%s: already done (%s), skipped", where, label, cfg.steps, path.name)
         return None
     log.info("%s %s steps=%s: sampling %d", where, label, cfg.steps, cfg.num_samples)
+    solver = instantiate(cfg.solver)
+    samples, info = sample_sharded(ckpt.sde, ckpt.score_fn, int(cfg.num_samples), ckpt.event_shape,
+                                   seed=int(cfg.seed), batch_size=int(cfg.batch_size), device=device,
+                                   solver=solver, steps=cfg.steps, eps=cfg.eps, denoise=cfg.denoise,
+                                   progress=cfg.progress)  # fmt: skip
+    if samples is None:
+        return None  # not rank 0: rank 0 scores and writes the point
+    nfe, wall, steps = max(info.nfe), info.wall_time, info.steps
     dataset, evaluator = _evaluator(str(cfg.ckpt), bool(cfg.ema), device, cfg.extractor, cfg.cache_dir,
                                     cfg.inception_weights, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)  # fmt: skip
-    solver = instantiate(cfg.solver)
-    gen = torch.Generator(device).manual_seed(int(cfg.seed))
-    chunks, nfe, wall, steps = [], 0, 0.0, None
-    for start in range(0, cfg.num_samples, cfg.batch_size):
-        n = min(cfg.batch_size, cfg.num_samples - start)
-        x, info = scoresde.sample(ckpt.sde, ckpt.score_fn, (n, *ckpt.event_shape), solver=solver, steps=cfg.steps,
-                                  eps=cfg.eps, denoise=cfg.denoise, generator=gen, device=device,
-                                  progress=cfg.progress)  # fmt: skip
-        chunks.append(x.cpu())
-        nfe, wall, steps = max(nfe, info.nfe), wall + info.wall_time, info.steps
-    samples = torch.cat(chunks)
     adaptive = bool(getattr(getattr(solver, "spec", None), "adaptive", False))  # ProbabilityFlowODE(method=dopri5)
     floor = evaluator.floor(cfg.num_samples)
     if not bool(torch.isfinite(samples).all()):
@@ -155,7 +155,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "ckpt_step": ckpt.step,
         "num_samples": cfg.num_samples,
         "seed": cfg.seed,
-        "device": str(torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"),
+        "processes": info.world_size,
+        "device": str(torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -172,10 +173,13 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="fid_sweep")
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(int(cfg.threads))
+    group = init_from_env(cfg.device)
     if not cfg.aggregate_only:
         run_point(cfg)
-        if not cfg.aggregate_each_point:
+        if not cfg.aggregate_each_point or not group.is_main:
             return
+    if not group.is_main:
+        return
     written = aggregate(Path(cfg.out_dir))
     if written:
         log.info("aggregated %d points into %s", written.points, ", ".join(str(p) for p in written.files))

@@ -10,7 +10,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
-from .models import ScoreModel
+from .models import ReferenceCheckpoint, ScoreModel, load_reference_checkpoint
 from .quantization import BitsPerDim, Quantization
 from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
@@ -42,6 +42,8 @@ __all__ = [
     "metrics",
     "frechet_distance",
     "ScoreModel",
+    "load_reference_checkpoint",
+    "ReferenceCheckpoint",
     "models",
     "data",
     "log_likelihood",

@@ -17,6 +17,7 @@ from scoresde._instantiate import build_score_model, instantiate
 from scoresde.checkpoint import FORMAT, VERSION
 from scoresde.cli._runtime import CONF_DIR
 from scoresde.cli.likelihood import choose_divergence, evaluate, format_summary
+from scoresde.distributed import chunk_generator
 
 
 def _likelihood_config(ckpt: Path, *overrides: str) -> dict:
@@ -75,11 +76,11 @@ def test_discrete_data_reports_bits_per_dim_and_both_baselines(tmp_path):
     assert summary["unit"] == "bits/dim" and summary["settings"]["divergence"] == "rademacher"  # auto, D = 64
     assert set(summary["baselines"]) == {"per-pixel categorical", "gaussian (full covariance)"}
     assert summary["model_importance_weighted"]["mean"] <= summary["model"]["mean"]
-    # one batch: the same seed gives the same dequantisation noise and probes as a direct call
+    # one batch (batch 0, seeded by scoresde.distributed.chunk_generator): the same noise and probes as a direct call
     ckpt = scoresde.load_checkpoint(tmp_path)  # a run directory resolves to its newest checkpoint
     data = ckpt.load_dataset()
     direct = scoresde.bits_per_dim(ckpt.sde, ckpt.score_fn, data.test[:6], levels=17, n_dequant=2,
-                                   generator=torch.Generator().manual_seed(0), divergence="rademacher",
+                                   generator=chunk_generator(0, 0), divergence="rademacher",
                                    rtol=1e-3, atol=1e-3)  # fmt: skip
     assert summary["model"]["mean"] == pytest.approx(direct.mean, abs=1e-9)
     overrides = ("limit=6", "n_dequant=2", "centred_bins=true", "rtol=1e-3", "atol=1e-3")

@@ -4,7 +4,9 @@ Loads a training checkpoint (EMA weights by default), evaluates the probability-
 split batch by batch (bits/dim with uniform dequantisation for discrete data, nats/dim for continuous data),
 prints mean ± standard error, NFE per batch and wall time beside two baselines fitted to the training split
 (per-pixel categorical, full-covariance Gaussian), and writes ``likelihood.json`` into the run directory
-(``outputs/likelihood/DATE/TIME/``).
+(``outputs/likelihood/DATE/TIME/``). Under ``torchrun --nproc_per_node=N`` the batches are dealt to the ranks
+(batch k draws its dequantisation noise and probes from seed (seed, k), so any N gives the same numbers) and
+rank 0 gathers them and writes the summary.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from tqdm import tqdm
 from .._instantiate import instantiate
 from ..baselines import fit_baselines
 from ..checkpoint import load_checkpoint
+from ..distributed import chunk_generator, gather_to_main, process_group, shard
 from ..divergence import choose_divergence
 from ..likelihood import bits_per_dim, log_likelihood
 from ..quantization import BitsPerDim
-from ._runtime import CONF_DIR, exit_on_error, plain_config, setup_runtime
+from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.likelihood")
 
@@ -39,8 +42,8 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Evaluate the likelihood as the (plain) config says; returns the JSON summary."""
+def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """Evaluate the likelihood as the (plain) config says; returns the JSON summary (None on ranks other than 0)."""
     ckpt = load_checkpoint(cfg["ckpt"], map_location=device, ema=bool(cfg["ema"]))
     data_cfg = cfg.get("data") or ckpt.config["data"]
     dataset = instantiate(data_cfg["dataset"])
@@ -56,28 +59,36 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
                   atol=float(cfg["atol"]), eps=float(cfg["eps"]))  # fmt: skip
     levels, data_range = dataset.levels, tuple(dataset.data_range)
     unit = "nats/dim" if levels is None else "bits/dim"
-    gen = torch.Generator(device).manual_seed(int(cfg["seed"]))
+    group = process_group()
     log.info("checkpoint %s (step %d), %s split %s: %d examples of %s, divergence %s, rtol %g, atol %g",
              ckpt.path, ckpt.step, dataset.name, cfg["split"], x_all.shape[0], dataset.event_shape, divergence,
              solver["rtol"], solver["atol"])  # fmt: skip
 
-    values, values_iw, nfes, start = [], [], [], time.perf_counter()
-    progress = bool(cfg["progress"])  # a bar over the batches, and one over [eps, T] inside each batch
-    bar = tqdm(range(0, x_all.shape[0], batch_size), desc=unit, disable=not progress, dynamic_ncols=True)
+    local, values, start = {}, [], time.perf_counter()
+    batches = shard(range(0, x_all.shape[0], batch_size), group)
+    progress = bool(cfg["progress"]) and group.is_main  # a bar over the batches, and one over [eps, T] in each batch
+    bar = tqdm(batches, desc=unit, disable=not progress, dynamic_ncols=True)
     for i in bar:
         x = x_all[i : i + batch_size].to(device)
+        gen = chunk_generator(int(cfg["seed"]), i // batch_size, device)
         if levels is None:
             res = log_likelihood(ckpt.sde, ckpt.score_fn, x, generator=gen, progress=progress, **solver)
             values.append(res.nats_per_dim.double().cpu())
+            local[i] = (values[-1], None, res.nfe)
         else:
             res = bits_per_dim(ckpt.sde, ckpt.score_fn, x, levels=levels, data_range=data_range,
                                n_dequant=int(cfg["n_dequant"]), centred_bins=bool(cfg["centred_bins"]),
                                generator=gen, progress=progress, **solver)  # fmt: skip
             values.append(res.per_sample)
-            values_iw.append(res.per_sample_iw)
-        nfes.append(res.nfe)
+            local[i] = (res.per_sample.cpu(), res.per_sample_iw.cpu(), res.nfe)
         bar.set_postfix(mean=f"{float(torch.cat(values).mean()):.4f}", nfe=res.nfe)
     wall = time.perf_counter() - start
+    merged = gather_to_main(local, group)
+    if merged is None:
+        return None
+    values = [v[0] for v in merged.values()]
+    values_iw = [v[1] for v in merged.values() if v[1] is not None]
+    nfes = [v[2] for v in merged.values()]
     model = BitsPerDim.from_values(torch.cat(values), nfe=sum(nfes), wall_time=wall)
     baselines = fit_baselines(dataset.train, x_all.cpu(), levels, data_range, int(cfg["n_dequant"]), int(cfg["seed"]),
                               centred_bins=bool(cfg["centred_bins"]))  # fmt: skip
@@ -100,6 +111,7 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
             "seed": int(cfg["seed"]),
             "ema": bool(cfg["ema"]),
             "device": str(device),
+            "processes": group.world_size,
         },  # fmt: skip
     }
     if values_iw and int(cfg["n_dequant"]) > 1:
@@ -127,11 +139,14 @@ def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
         runtime = setup_runtime(cfg.device, cfg.threads)
+        run_dir = shared_run_dir(run_dir, runtime)
         summary = evaluate(plain_config(cfg), runtime.device)
-        out = run_dir / "likelihood.json"
-        out.write_text(json.dumps(summary, indent=2) + "\n")
-        print(format_summary(summary))
-        log.info("wrote %s", out)
+        if summary is not None:  # rank 0 holds the gathered result
+            out = run_dir / "likelihood.json"
+            out.write_text(json.dumps(summary, indent=2) + "\n")
+            print(format_summary(summary))
+            log.info("wrote %s", out)
+        finish(runtime)
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 Loads a training checkpoint (EMA weights by default), samples with the chosen solver and writes
 ``samples.png`` (image grid, or scatter over the data for 2-D points) and ``samples.npz`` (key ``samples``,
-plus ``nfe`` and ``wall_time``) into the run directory (``outputs/samples/DATE/TIME/``).
+plus ``nfe`` and ``wall_time``) into the run directory (``outputs/samples/DATE/TIME/``). Under
+``torchrun --nproc_per_node=N`` the batches are dealt to the ranks and rank 0 gathers and writes them; sample i is
+the same for any N (:mod:`scoresde.distributed`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from omegaconf import DictConfig
 
 from .._instantiate import instantiate
 from ..checkpoint import load_checkpoint
+from ..distributed import sample_sharded
 from ..snapshots import SampleSnapshot
-from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime
+from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.sample")
 
 
-def run(cfg: DictConfig, run_dir: Path, device) -> Path:
-    """Sample as ``cfg`` says; returns the PNG path."""
+def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
+    """Sample as ``cfg`` says; returns the PNG path (None on ranks other than 0)."""
     config = plain_config(cfg)
     ckpt = load_checkpoint(config["ckpt"], map_location=device, ema=bool(cfg.ema))
     kind = ckpt.config["data"].get("kind", "image")
@@ -44,11 +47,17 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path:
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
              config["solver"].get("_target_"))  # fmt: skip
-    x, info = writer.draw(ckpt.model, ckpt.step)
-    path = writer.write(x, ckpt.step, nfe=info.nfe, name="samples")
-    np.savez_compressed(run_dir / "samples.npz", samples=x.cpu().numpy(), nfe=info.nfe, wall_time=info.wall_time)
-    log.info("%d samples in %.2f s (%d score evaluations): %s and %s", x.shape[0], info.wall_time, info.nfe, path,
-             run_dir / "samples.npz")  # fmt: skip
+    x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
+                             batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
+                             steps=cfg.steps)  # fmt: skip
+    if x is None:
+        return None
+    nfe = max(info.nfe)
+    path = writer.write(x, ckpt.step, nfe=nfe, name="samples")
+    np.savez_compressed(run_dir / "samples.npz", samples=x.numpy(), nfe=nfe, nfe_per_batch=np.array(info.nfe),
+                        wall_time=info.wall_time, world_size=info.world_size)  # fmt: skip
+    log.info("%d samples in %.2f s on %d process(es) (%d score evaluations per batch): %s and %s", x.shape[0],
+             info.wall_time, info.world_size, nfe, path, run_dir / "samples.npz")  # fmt: skip
     return path
 
 
@@ -57,7 +66,7 @@ def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
         runtime = setup_runtime(cfg.device, cfg.threads)
-        run(cfg, run_dir, runtime.device)
+        run(cfg, shared_run_dir(run_dir, runtime), runtime.device)
         finish(runtime)
 
 

@@ -150,7 +150,11 @@ def train_classifier(
         The trained model (eval mode, on CPU) and its :class:`ClassifierInfo`.
     """
     if dataset.train_labels is None or dataset.test_labels is None or dataset.num_classes is None:
-        raise ValueError(f"dataset {dataset.name!r} has no labels; a classifier needs a labelled dataset")
+        raise ValueError(
+            f"dataset {dataset.name!r} has no labels; a classifier needs a labelled dataset (an image folder gets "
+            "labels from one sub-folder per class). Without labels FID needs another feature network: "
+            "extractor=inception (or raw)"
+        )
     if len(dataset.event_shape) != 3:
         raise ValueError(f"dataset {dataset.name!r} is not an image dataset (event shape {dataset.event_shape})")
     torch.manual_seed(seed)

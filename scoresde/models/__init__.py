@@ -2,7 +2,9 @@
 
 from .embeddings import GaussianFourierEmbedding, SinusoidalEmbedding, TimeMLP
 from .mlp import MLP
+from .ncsnpp import DDPMpp, NCSNpp
 from .parameterization import ScoreModel
+from .reference_checkpoint import REFERENCE_CONFIGS, ReferenceCheckpoint, load_reference_checkpoint
 from .summary import ModelSummary, count_parameters, summarize
 from .unet import UNet
 
@@ -13,6 +15,11 @@ __all__ = [
     "count_parameters",
     "MLP",
     "UNet",
+    "NCSNpp",
+    "DDPMpp",
+    "load_reference_checkpoint",
+    "ReferenceCheckpoint",
+    "REFERENCE_CONFIGS",
     "SinusoidalEmbedding",
     "GaussianFourierEmbedding",
     "TimeMLP",

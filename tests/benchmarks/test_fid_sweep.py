@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args, cwd, env_cache):
-    env = {"SCORESDE_CACHE": str(env_cache), "PATH": "/usr/bin:/bin", "HYDRA_FULL_ERROR": "1"}
+    env = {"SCORESDE_CACHE": str(env_cache), "PATH": "/usr/bin:/bin", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

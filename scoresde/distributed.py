@@ -1,0 +1,174 @@
+"""Sampling and evaluation spread over processes (``torchrun --nproc_per_node=N``) with process-independent results.
+
+Work is cut into chunks of a fixed size (``batch_size`` samples or test examples); chunk k always draws its random
+numbers from its own generator, seeded by (seed, k) (:func:`chunk_seed`), and the chunks are dealt round-robin
+to the ranks (:func:`shard`). So sample i (chunk i // batch_size) is the same whether 1 or N processes run, and
+one process reproduces any single sample of a large run. Rank 0 gathers the chunks in index order
+(:func:`gather_to_main`); the other ranks get None. Without an initialised process group everything runs in this
+process (rank 0 of 1).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .sampling import sample
+from .sde import SDE, ScoreFn
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place among the processes: rank in [0, world_size)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def process_group() -> ProcessGroup:
+    """The default process group's rank and size, or (0, 1) when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return ProcessGroup(dist.get_rank(), dist.get_world_size())
+    return ProcessGroup()
+
+
+def init_from_env(device: str = "cpu") -> ProcessGroup:
+    """Join the default process group when launched by torchrun (WORLD_SIZE > 1): nccl for CUDA, else gloo.
+
+    A script that is not one of the CLIs (those call ``scoresde.cli._runtime.setup_runtime``) calls this first.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        cuda = str(device).startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return process_group()
+
+
+def local_device(device: str) -> str:
+    """``"cuda"`` -> ``"cuda:<LOCAL_RANK>"`` (one GPU per process under torchrun); other devices unchanged."""
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+
+
+def broadcast_from_main(obj: Any, group: ProcessGroup | None = None) -> Any:
+    """Rank 0's ``obj`` on every rank (a decision all ranks must share, e.g. whether to skip a job)."""
+    group = group or process_group()
+    if group.world_size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def num_chunks(n: int, chunk_size: int) -> int:
+    """How many chunks of ``chunk_size`` cover n items (the last one may be shorter)."""
+    for name, value in (("n", n), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return -(-n // chunk_size)
+
+
+def chunk_range(k: int, n: int, chunk_size: int) -> range:
+    """The item indices of chunk k."""
+    return range(k * chunk_size, min((k + 1) * chunk_size, n))
+
+
+def shard(items: Sequence[Any], group: ProcessGroup) -> list[Any]:
+    """This rank's items, dealt round-robin: items[rank], items[rank + world_size], ..."""
+    return list(items[group.rank :: group.world_size])
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """A 63-bit seed for chunk ``chunk`` of a run seeded with ``seed`` (numpy's SeedSequence of the pair)."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def chunk_generator(seed: int, chunk: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded with :func:`chunk_seed` (seed, chunk)."""
+    return torch.Generator(device).manual_seed(chunk_seed(seed, chunk))
+
+
+def gather_to_main(local: dict[int, Any], group: ProcessGroup | None = None) -> dict[int, Any] | None:
+    """Merge every rank's {chunk: result} on rank 0 (sorted by chunk); None on the other ranks.
+
+    Tensors should be on the CPU (they travel pickled through ``gather_object``).
+    """
+    group = group or process_group()
+    if group.world_size == 1:
+        return dict(sorted(local.items()))
+    parts: list[Any] | None = [None] * group.world_size if group.is_main else None
+    dist.gather_object(local, parts, dst=0)
+    if not group.is_main:
+        return None
+    merged: dict[int, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return dict(sorted(merged.items()))
+
+
+@dataclass
+class ShardedSampleInfo:
+    """What :func:`sample_sharded` did: NFE per chunk (all chunks, on rank 0), this rank's wall time, grid steps."""
+
+    nfe: list[int]
+    wall_time: float
+    world_size: int
+    batch_size: int
+    steps: int | None = None
+
+
+def sample_sharded(
+    sde: SDE,
+    score_fn: ScoreFn,
+    n: int,
+    event_shape: Sequence[int],
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    group: ProcessGroup | None = None,
+    **sample_options: Any,
+) -> tuple[Tensor | None, ShardedSampleInfo | None]:
+    """n samples drawn in chunks of ``batch_size``, chunk k with :func:`chunk_generator` (seed, k), spread over ranks.
+
+    Args:
+        sde, score_fn: As for :func:`scoresde.sample`.
+        n: Total number of samples.
+        event_shape: Shape of one sample.
+        seed: Base seed; with ``batch_size`` it fixes every sample, for any number of processes.
+        batch_size: Samples per sampler call (the chunk size).
+        device: Where to sample (default: the CPU).
+        group: The process group (default: :func:`process_group`).
+        **sample_options: Further arguments of :func:`scoresde.sample` (solver, steps, eps, ...).
+
+    Returns:
+        On rank 0 the samples (n, *event_shape) on the CPU in index order and a :class:`ShardedSampleInfo`;
+        (None, None) on the other ranks.
+    """
+    group = group or process_group()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    chunks = range(num_chunks(n, batch_size))
+    local, start, steps = {}, time.perf_counter(), None
+    for k in shard(chunks, group):
+        idx = chunk_range(k, n, batch_size)
+        x, info = sample(sde, score_fn, (len(idx), *event_shape), generator=chunk_generator(seed, k, device),
+                         device=device, **sample_options)  # fmt: skip
+        local[k], steps = (x.cpu(), info.nfe), info.steps
+    wall = time.perf_counter() - start
+    merged = gather_to_main(local, group)
+    if merged is None:
+        return None, None
+    x = torch.cat([v[0] for v in merged.values()])
+    return x, ShardedSampleInfo([v[1] for v in merged.values()], wall, group.world_size, batch_size, steps)
