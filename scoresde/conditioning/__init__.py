@@ -1,0 +1,12 @@
+"""Controllable generation with a score model: inpainting, colorization and guidance (Song et al. 2021, sec. 5).
+
+Conditioning on an observation y of x turns the reverse process into one for p(x | y). This subpackage holds the
+observation models, the conditional samplers and the CLI tasks (``python -m scoresde.sample task=...``).
+"""
+
+from .tasks import Task, save_condition_grid
+
+__all__ = [
+    "Task",
+    "save_condition_grid",
+]
