@@ -7,6 +7,7 @@ import warnings
 
 from . import data, metrics, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
+from .conditioning import classifier_free_guidance, classifier_guidance
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -51,4 +52,6 @@ __all__ = [
     "Quantization",
     "load_checkpoint",
     "Checkpoint",
+    "classifier_guidance",
+    "classifier_free_guidance",
 ]
