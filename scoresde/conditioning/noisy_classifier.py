@@ -218,8 +218,9 @@ def save_noisy_classifier(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(classifier.state_dict(), directory / WEIGHTS)
-    record = {"sde": dict(sde_config), "event_shape": list(classifier.event_shape), "num_classes": classifier.num_classes,
-              "options": classifier.options, "report": asdict(report)}  # fmt: skip
+    record = {"sde": dict(sde_config), "event_shape": list(classifier.event_shape),
+              "num_classes": classifier.num_classes, "options": classifier.options,
+              "report": asdict(report)}  # fmt: skip
     (directory / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return directory / WEIGHTS
 
