@@ -147,3 +147,28 @@ def test_label_dropout_training_learns_conditional_and_unconditional_scores():
         assert float((side(x) == k).double().mean()) > 0.95
     x, _ = scoresde.sample(sde, ema, (1000, 2), solver="ancestral", steps=100, generator=gen)
     assert abs(float(side(x).double().mean()) - 0.3) < 0.07
+
+
+def test_resume_with_label_dropout_reproduces_an_uninterrupted_run(tmp_path):
+    """The dropout draws come from the trainer's checkpointed generator: stop at step 8, resume, finish: same weights."""
+    x0 = torch.randn(128, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(128) % 3
+
+    def trainer(run_dir, steps):
+        torch.manual_seed(1)
+        model = ScoreModel(MLP((2,), width=16, num_blocks=1, num_classes=3), scoresde.VPSDE())
+        cfg = TrainConfig(steps=steps, batch_size=32, warmup_steps=2, checkpoint_every=4, label_dropout=0.3)
+        return Trainer(model, x0, cfg, run_dir=run_dir, labels=labels, progress=False)
+
+    full = trainer(tmp_path / "full", 12)
+    full.fit()
+    trainer(tmp_path / "cut", 8).fit()
+    resumed = trainer(tmp_path / "cut", 12)
+    resumed.resume(tmp_path / "cut" / "checkpoints" / "ckpt_00000008.pt")
+    resumed.fit()
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    other = trainer(tmp_path / "other", 12)
+    other.config.label_dropout = 0.0  # the labels matter: without dropout the weights differ
+    other.fit()
+    assert not torch.equal(full.model.net.label.table.weight, other.model.net.label.table.weight)
