@@ -150,7 +150,7 @@ def test_label_dropout_training_learns_conditional_and_unconditional_scores():
 
 
 def test_resume_with_label_dropout_reproduces_an_uninterrupted_run(tmp_path):
-    """The dropout draws come from the trainer's checkpointed generator: stop at step 8, resume, finish: same weights."""
+    """Dropout draws come from the checkpointed generator: stop at step 8, resume, finish: the same weights."""
     x0 = torch.randn(128, 2, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(128) % 3
 
