@@ -70,7 +70,7 @@ def run_point(point, models, evaluator, clean, args) -> dict:
     path = args.out / "points" / f"{point['name']}.json"
     if path.exists():
         return json.loads(path.read_text())
-    k = 10
+    k = evaluator.dataset.num_classes
     y = torch.arange(k).repeat_interleave(args.n // k)
     ckpt = models[point["model"]]
     gen = torch.Generator().manual_seed(args.seed)
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/guidance_digits"))
     parser.add_argument("--cg-scales", type=float, nargs="*", default=[1.0, 3.0])
     parser.add_argument("--cfg-scales", type=float, nargs="*", default=[0.0, 1.0, 3.0])
-    parser.add_argument("--n", type=int, default=500, help="samples per point (n / 10 per class)")
+    parser.add_argument("--n", type=int, default=500, help="samples per point (n / K per class)")
     parser.add_argument("--steps", type=int, default=100, help="ancestral sampler steps")
     parser.add_argument("--grid-cols", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

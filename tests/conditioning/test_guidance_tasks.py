@@ -82,3 +82,15 @@ def test_train_with_labels_then_guided_sampling_from_the_command_line(tmp_path):
     _shell("scoresde.sample", f"ckpt={tmp_path / 'plain'}", "task=class_conditional", f"classifier={tmp_path / 'clf'}",
            "n=2", "steps=3", f"hydra.run.dir={tmp_path / 's2'}", cwd=repo)  # fmt: skip
     assert (tmp_path / "s1" / "cfg.png").is_file() and (tmp_path / "s2" / "class_conditional.png").is_file()
+    # the digits benchmark on the same tiny models
+    out = tmp_path / "bench"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    args = ["--uncond", tmp_path / "plain", "--classifier", tmp_path / "clf", "--cfg", tmp_path / "cfg",
+            "--cg-scales", "2", "--cfg-scales", "1", "--n", "20", "--steps", "2", "--out", out,
+            "--cache", tmp_path / "cache"]  # fmt: skip
+    script = repo / "benchmarks" / "guidance_digits.py"
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=repo, env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (out / "guidance_digits.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and (out / "cfg_w1.png").is_file() and (out / "noisy_classifier_accuracy.md").is_file()
