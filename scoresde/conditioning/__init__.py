@@ -4,9 +4,24 @@ Conditioning on an observation y of x turns the reverse process into one for p(x
 observation models, the conditional samplers and the CLI tasks (``python -m scoresde.sample task=...``).
 """
 
+from .exact import GaussianPosterior, gaussian_posterior
+from .inpainting import RePaint, Replacement, inpaint
+from .methods import ConditionalMethod
+from .observation import BoundObservation, Observation, ObservedPath
+from .smc import ParticleFilter
 from .tasks import Task, save_condition_grid
 
 __all__ = [
+    "inpaint",
+    "Observation",
+    "BoundObservation",
+    "ObservedPath",
+    "ConditionalMethod",
+    "Replacement",
+    "RePaint",
+    "ParticleFilter",
+    "gaussian_posterior",
+    "GaussianPosterior",
     "Task",
     "save_condition_grid",
 ]
