@@ -7,7 +7,7 @@ import warnings
 
 from . import conditioning, data, metrics, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
-from .conditioning import inpaint
+from .conditioning import colorize, inpaint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "sample",
     "inpaint",
+    "colorize",
     "conditioning",
     "SampleInfo",
     "SOLVERS",

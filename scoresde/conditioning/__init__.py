@@ -4,6 +4,7 @@ Conditioning on an observation y of x turns the reverse process into one for p(x
 observation models, the conditional samplers and the CLI tasks (``python -m scoresde.sample task=...``).
 """
 
+from .colorization import COLOR_BASIS, colorize, grey_observation, to_grey
 from .exact import GaussianPosterior, gaussian_posterior
 from .inpainting import RePaint, Replacement, inpaint
 from .methods import ConditionalMethod
@@ -13,6 +14,10 @@ from .tasks import Task, save_condition_grid
 
 __all__ = [
     "inpaint",
+    "colorize",
+    "COLOR_BASIS",
+    "grey_observation",
+    "to_grey",
     "Observation",
     "BoundObservation",
     "ObservedPath",

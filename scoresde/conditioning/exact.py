@@ -63,7 +63,7 @@ def gaussian_posterior(g: Gaussian, observation: Observation, y: Tensor) -> Gaus
     w = torch.eye(g.dim, dtype=torch.float64)
     if observation.basis is not None:
         pixels = g.dim // observation.basis.shape[0]
-        w = torch.kron(observation.basis.double().T, torch.eye(pixels, dtype=torch.float64))
+        w = torch.kron(observation.basis.double().T.contiguous(), torch.eye(pixels, dtype=torch.float64))
     mu, sigma, z = w @ mu, w @ sigma @ w.T, w @ y.double().reshape(-1)
     o = observation.mask.reshape(-1)
     u = ~o
