@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._utils import check_finite
 from ..sde import SDE, ScoreFn
 from ..solvers.base import SampleInfo
 from .inpainting import _methods
@@ -81,6 +82,7 @@ def colorize(
     if not isinstance(grey, Tensor) or grey.ndim != 4 or grey.shape[1] != 1:
         got = tuple(grey.shape) if isinstance(grey, Tensor) else type(grey).__name__
         raise ValueError(f"grey must be a tensor of shape (B, 1, H, W), got {got}")
+    check_finite(grey, "grey")
     observation = grey_observation((3, *grey.shape[2:]))
     y = grey.expand(-1, 3, -1, -1)  # its grey coordinate is sqrt(3) grey, the others 0 (unused)
     method = make_method(method, _methods(), **options)
