@@ -4,11 +4,31 @@ Conditioning on an observation y of x turns the reverse process into one for p(x
 observation models, the conditional samplers and the CLI tasks (``python -m scoresde.sample task=...``).
 """
 
+from .colorization import COLOR_BASIS, colorize, grey_observation, to_grey
+from .exact import GaussianPosterior, gaussian_posterior
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, classifier_free_guidance, classifier_guidance
+from .inpainting import RePaint, Replacement, inpaint
+from .methods import ConditionalMethod
 from .mixture import ComponentPosterior, ComponentScore
+from .observation import BoundObservation, Observation, ObservedPath
+from .smc import ParticleFilter
 from .tasks import Task, save_condition_grid
 
 __all__ = [
+    "inpaint",
+    "colorize",
+    "COLOR_BASIS",
+    "grey_observation",
+    "to_grey",
+    "Observation",
+    "BoundObservation",
+    "ObservedPath",
+    "ConditionalMethod",
+    "Replacement",
+    "RePaint",
+    "ParticleFilter",
+    "gaussian_posterior",
+    "GaussianPosterior",
     "Task",
     "save_condition_grid",
     "ClassifierGuidance",
