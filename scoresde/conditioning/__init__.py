@@ -10,6 +10,7 @@ from .guidance import ClassifierFreeGuidance, ClassifierGuidance, classifier_fre
 from .inpainting import RePaint, Replacement, inpaint
 from .methods import ConditionalMethod
 from .mixture import ComponentPosterior, ComponentScore
+from .noisy_classifier import NoisyClassifier, load_noisy_classifier, train_noisy_classifier
 from .observation import BoundObservation, Observation, ObservedPath
 from .smc import ParticleFilter
 from .tasks import Task, save_condition_grid
@@ -37,4 +38,7 @@ __all__ = [
     "classifier_free_guidance",
     "ComponentPosterior",
     "ComponentScore",
+    "NoisyClassifier",
+    "train_noisy_classifier",
+    "load_noisy_classifier",
 ]
