@@ -10,6 +10,7 @@ label means), then ``task.samples`` samples; and ``<task>.npz`` (``samples`` (R,
 
 from __future__ import annotations
 
+import abc
 import logging
 from pathlib import Path
 
@@ -31,7 +32,7 @@ log = logging.getLogger("scoresde.sample")
 class _LabelTask(Task):
     """Rows of labels, a column of example images and ``samples`` columns drawn with a guided score."""
 
-    name = "class_conditional"
+    name = "label"
 
     def __init__(self, label: int | None = None, scale: float = 1.0, samples: int = 8, steps: int = 500) -> None:
         if label is not None and (isinstance(label, bool) or not isinstance(label, int) or label < 0):
@@ -40,11 +41,13 @@ class _LabelTask(Task):
             raise ValueError(f"task.samples must be a positive integer, got {samples!r}")
         self.label, self.scale, self.samples, self.steps = label, float(scale), samples, steps
 
+    @abc.abstractmethod
     def guided_score(self, ckpt: Checkpoint, y: Tensor, device: torch.device) -> ScoreFn:
-        raise NotImplementedError
+        """The score that samples class y[i] for sample i, y of shape (B,)."""
 
+    @abc.abstractmethod
     def num_classes(self, ckpt: Checkpoint) -> int:
-        raise NotImplementedError
+        """K, the number of classes the guidance knows."""
 
     def run(
         self, *, ckpt: Checkpoint, solver: Solver, n: int, steps: int | None, seed: int, device: torch.device,
