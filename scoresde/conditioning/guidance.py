@@ -75,7 +75,9 @@ class ClassifierGuidance:
 
     The gradient is taken by autograd through the classifier, with gradients enabled locally, so the guided
     score works inside the samplers' ``torch.no_grad``. The classifier's output is normalised with
-    ``log_softmax`` over classes, so logits and log-probabilities both work.
+    ``log_softmax`` over classes, so logits and log-probabilities both work. The guidance term is computed on a
+    detached copy of x, so the guided score carries no gradient through it: fine for sampling, not for
+    ``log_likelihood`` (whose divergence would miss the classifier's Hessian).
 
     Args:
         score_fn: The unconditional score ``score_fn(x, t)``.
