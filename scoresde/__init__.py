@@ -5,8 +5,9 @@ The public API is re-exported here; see the README for a tour.
 
 import warnings
 
-from . import data, metrics, models, oracle
+from . import conditioning, data, metrics, models, oracle
 from .checkpoint import Checkpoint, load_checkpoint
+from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -24,6 +25,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sample",
+    "inpaint",
+    "colorize",
+    "conditioning",
     "SampleInfo",
     "SOLVERS",
     "SDE",
@@ -53,4 +57,6 @@ __all__ = [
     "Quantization",
     "load_checkpoint",
     "Checkpoint",
+    "classifier_guidance",
+    "classifier_free_guidance",
 ]

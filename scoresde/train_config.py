@@ -52,6 +52,9 @@ class TrainConfig:
         sample_every: Steps between sample snapshots (0: only at the end).
         checkpoint_every: Steps between checkpoints (one is always written at the end).
         keep_checkpoints: Number of newest checkpoints kept.
+        label_dropout: For a label-conditional model, the probability that a training label is replaced by the
+            null label (classifier-free guidance, Ho & Salimans 2021; 0.1 is usual); see
+            :func:`scoresde.objectives.drop_labels`.
     """
 
     steps: int = 2000
@@ -69,6 +72,7 @@ class TrainConfig:
     sample_every: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    label_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
@@ -87,6 +91,9 @@ class TrainConfig:
             _check_unit("adam_betas", beta)
         if not isinstance(self.ema_warmup, bool):
             raise ValueError(f"ema_warmup must be true or false, got {self.ema_warmup!r}")
+        _check_number("label_dropout", self.label_dropout, positive=False)
+        if not 0 <= self.label_dropout <= 1:
+            raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if not callable(self.objective):

@@ -35,6 +35,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .ema import EMA
+from .objectives import drop_labels
 from .plotting import save_loss_curve
 from .train_config import PRECISIONS, TrainConfig
 
@@ -93,8 +94,8 @@ class _ObjectiveModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, x0: Tensor, generator: torch.Generator) -> Tensor:
-        return self.objective(self.model, x0, generator)
+    def forward(self, x0: Tensor, generator: torch.Generator, y: Tensor | None = None) -> Tensor:
+        return self.objective(self.model, x0, generator) if y is None else self.objective(self.model, x0, generator, y)
 
 
 Snapshot = Callable[[nn.Module, int], Any]
@@ -116,6 +117,8 @@ class Trainer:
             from the trainer's noise generator, so resuming stays exact).
         run_config: The resolved configuration (plain dicts) stored in checkpoints.
         progress: Show a tqdm bar (rank 0).
+        labels: Class labels of ``data`` (N,) for a label-conditional model (``model.num_classes``); each batch's
+            labels go to the objective after label dropout (``config.label_dropout``).
     """
 
     def __init__(
@@ -131,8 +134,12 @@ class Trainer:
         transform: Callable[..., Tensor] | None = None,
         run_config: dict[str, Any] | None = None,
         progress: bool = True,
+        labels: Tensor | None = None,
     ) -> None:
         self.config, self.device = config, torch.device(device)
+        if labels is not None and getattr(model, "num_classes", None) is None:
+            raise ValueError("labels were given but the model takes none: build the network with num_classes")
+        self.labels = labels.to(device) if labels is not None else None
         if config.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision={config.precision!r} (mixed precision) needs a CUDA device, got {device}")
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -222,13 +229,16 @@ class Trainer:
         cfg = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(self.step + 1)
-        x0 = self.data[self.order.next_indices().to(self.device)]
+        idx = self.order.next_indices().to(self.device)
+        x0, y = self.data[idx], None
+        if self.labels is not None:
+            y = drop_labels(self.labels[idx], cfg.label_dropout, self.model.num_classes, self.noise)
         if self.transform is not None:
             x0 = self.transform(x0, generator=self.noise)
         autocast = PRECISIONS[cfg.precision]
         ctx = torch.autocast("cuda", dtype=autocast) if autocast is not None else contextlib.nullcontext()
         with ctx:
-            loss = self.module(x0, self.noise).float()
+            loss = self.module(x0, self.noise, y).float()
         reported = loss.detach().clone()
         if self.world > 1:
             dist.all_reduce(reported)

@@ -33,6 +33,10 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
     kind = ckpt.config["data"].get("kind", "image")
     dataset = ckpt.load_dataset() if kind == "points" else None
     data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
+    if config.get("task") is not None:  # conditional generation (conf/task/*.yaml; scoresde.conditioning.tasks)
+        task, solver = instantiate(config["task"]), instantiate(config["solver"])
+        return task.run(ckpt=ckpt, solver=solver, n=int(cfg.n), steps=cfg.steps, seed=int(cfg.seed), device=device,
+                        run_dir=run_dir)  # fmt: skip
     writer = SampleSnapshot(
         run_dir,
         ckpt.event_shape,

@@ -52,6 +52,16 @@ def _resume_path(resume: Any, run_dir: Path) -> Path | None:
     return resume_checkpoint(resume, run_dir)[0]
 
 
+def _labels(dataset, model: nn.Module) -> torch.Tensor | None:
+    """The training labels for a label-conditional model (``model.net.num_classes=K``), else None."""
+    if model.num_classes is None:
+        return None
+    if dataset.train_labels is None or dataset.num_classes != model.num_classes:
+        raise ValueError(f"model.net.num_classes={model.num_classes} but dataset {dataset.name!r} has "
+                         f"{dataset.num_classes or 'no'} classes")  # fmt: skip
+    return dataset.train_labels
+
+
 def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     """Train, sample and evaluate as ``cfg`` says; returns the summary written to summary.json (rank 0)."""
     config = plain_config(cfg)
@@ -93,6 +103,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         transform=dataset.train_transform,
         run_config=config,
         progress=bool(cfg.progress),
+        labels=_labels(dataset, model),
     )
     resume_from = _resume_path(cfg.resume, run_dir)
     if resume_from is not None:

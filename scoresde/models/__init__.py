@@ -1,6 +1,6 @@
 """Score networks (which know nothing of SDEs) and the parameterisation wrapper that turns them into scores."""
 
-from .embeddings import GaussianFourierEmbedding, SinusoidalEmbedding, TimeMLP
+from .embeddings import GaussianFourierEmbedding, LabelEmbedding, SinusoidalEmbedding, TimeMLP
 from .mlp import MLP
 from .ncsnpp import DDPMpp, NCSNpp
 from .parameterization import ScoreModel
@@ -23,4 +23,5 @@ __all__ = [
     "SinusoidalEmbedding",
     "GaussianFourierEmbedding",
     "TimeMLP",
+    "LabelEmbedding",
 ]

@@ -1,4 +1,4 @@
-"""Time (noise-level) embeddings: the network's scalar time input -> a feature vector.
+"""Time (noise-level) and class-label embeddings: the network's conditioning inputs -> feature vectors.
 
 Both embeddings take the time input the :class:`~scoresde.models.ScoreModel` wrapper passes to the
 network: a (B,) float tensor in [0, num_levels - 1] (by default [0, 999], the DDPM index range), for
@@ -105,3 +105,49 @@ class TimeMLP(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         """(B,) -> (B, out_dim)."""
         return self.mlp(self.features(t))
+
+
+class LabelEmbedding(nn.Module):
+    """Class labels -> learned vectors, with one more "null" label for the unconditional score.
+
+    Labels 0..K-1 are the classes and K = ``num_classes`` is the null label (Ho & Salimans 2021: one network, trained
+    with some labels replaced by the null one, gives both s(x, t, y) and s(x, t, null)); ``y=None`` means the null
+    label for the whole batch. The table starts at zero, so a fresh label-conditional network equals its
+    unconditional counterpart.
+
+    Args:
+        num_classes: Number of classes K.
+        dim: Size of the vectors (that of the time conditioning vector they are added to).
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, y: Tensor | None, batch: int) -> Tensor:
+        """y: LongTensor (B,) of labels in 0..K (K: null), or None (all null) -> (B, dim).
+
+        Labels are range-checked on the CPU only (reading them on an accelerator would synchronise every call).
+        """
+        if y is None:
+            y = torch.full((batch,), self.num_classes, dtype=torch.long, device=self.table.weight.device)
+        elif not isinstance(y, Tensor) or y.shape != (batch,) or y.is_floating_point():
+            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(f"y must be an integer tensor of shape ({batch},), got {shape}")
+        elif y.device.type == "cpu" and y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            raise ValueError(f"labels must lie in 0..{self.num_classes} ({self.num_classes}: the null label)")
+        return self.table(y.long())
+
+
+def add_label(emb: Tensor, label: LabelEmbedding | None, y: Tensor | None, batch: int) -> Tensor:
+    """The conditioning vector ``emb`` (B, dim) plus the embedding of labels y; an unconditional network
+    (``label`` None) refuses labels."""
+    if label is None:
+        if y is not None:
+            raise ValueError("this network was built without num_classes: it takes no labels y")
+        return emb
+    return emb + label(y, batch)

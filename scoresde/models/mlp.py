@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from .embeddings import TimeMLP
+from .embeddings import LabelEmbedding, TimeMLP, add_label
 
 
 class ResidualBlock(nn.Module):
@@ -36,7 +36,7 @@ class ResidualBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """Residual MLP score network ``net(x, time_input)`` for data of shape (B, *event_shape), flattened inside.
+    """Residual MLP score network ``net(x, time_input, y=None)`` for data of shape (B, *event_shape), flattened inside.
 
     Args:
         event_shape: Shape of one sample, e.g. (2,); any shape is flattened to D entries.
@@ -45,6 +45,9 @@ class MLP(nn.Module):
         time_embedding: ``"sinusoidal"`` or ``"fourier"`` (see :mod:`scoresde.models.embeddings`).
         embed_dim: Size of the raw time features; the conditioning vector has size ``width``.
         dropout: Dropout probability inside the blocks.
+        num_classes: With K classes the network also takes a label y in 0..K (K: null), embedded by
+            :class:`~scoresde.models.embeddings.LabelEmbedding` and added to the time conditioning vector;
+            None (default): unconditional, no label input.
     """
 
     def __init__(
@@ -55,9 +58,11 @@ class MLP(nn.Module):
         time_embedding: str = "sinusoidal",
         embed_dim: int = 64,
         dropout: float = 0.0,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.event_shape = _check_event_shape(event_shape)
+        self.num_classes = num_classes
         for name, value in (("width", width), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -65,17 +70,18 @@ class MLP(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         dim = math.prod(self.event_shape)
         self.time = TimeMLP(time_embedding, embed_dim, width)
+        self.label = LabelEmbedding(num_classes, width) if num_classes is not None else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, width, dropout) for _ in range(num_blocks))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: Tensor, time_input: Tensor) -> Tensor:
-        """x: (B, *event_shape), time_input: (B,) -> (B, *event_shape)."""
+    def forward(self, x: Tensor, time_input: Tensor, y: Tensor | None = None) -> Tensor:
+        """x: (B, *event_shape), time_input: (B,), y: labels (B,) or None -> (B, *event_shape)."""
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(f"x must have shape (B, *{self.event_shape}), got {tuple(x.shape)}")
-        emb = self.time(time_input)
+        emb = add_label(self.time(time_input), self.label, y, x.shape[0])
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, emb)

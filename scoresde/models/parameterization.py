@@ -169,15 +169,20 @@ class ScoreModel(nn.Module):
     def _input_scale(self, m: Tensor, s: Tensor) -> Tensor:
         return torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
 
-    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """The score grad_x log p_t(x), shape of x."""
+    @property
+    def num_classes(self) -> int | None:
+        """K of a label-conditional network (its null label), None for an unconditional one."""
+        return getattr(self.net, "num_classes", None)
+
+    def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
+        """The score grad_x log p_t(x), or grad_x log p_t(x | y) for labels y of shape (B,); shape of x."""
         t = batch_time(t, x)
         m, s = self.sde.mean_scale(t), self.sde.std(t)  # (B,) each, computed once per call
         x_in, c = append_dims(self._input_scale(m, s), x.ndim) * x, self.net_time(t)
         param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
         if param is not None and param.is_floating_point() and param.dtype != x.dtype:
             x_in, c = x_in.to(param.dtype), c.to(param.dtype)  # e.g. float64 ODE solvers around a float32 net
-        out = self.net(x_in, c).to(x.dtype)
+        out = (self.net(x_in, c) if y is None else self.net(x_in, c, y)).to(x.dtype)
         if out.shape != x.shape:
             raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
         return self._prediction.to_score(out, x, append_dims(m, x.ndim), append_dims(s, x.ndim))

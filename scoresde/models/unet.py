@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._utils import append_dims
-from .embeddings import TimeMLP
+from .embeddings import LabelEmbedding, TimeMLP, add_label
 from .mlp import _check_event_shape
 
 
@@ -95,7 +95,7 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """Time-conditioned U-Net score network ``net(x, time_input)`` for images of shape (B, C, H, W).
+    """Time-conditioned U-Net score network ``net(x, time_input, y=None)`` for images of shape (B, C, H, W).
 
     Args:
         event_shape: (C, H, W) of one image.
@@ -109,6 +109,9 @@ class UNet(nn.Module):
         norm_groups: GroupNorm groups (gcd with the channel count is used).
         num_heads: Attention heads.
         skip_rescale: Multiply residual sums by 1/sqrt 2 (DDPM++/NCSN++).
+        num_classes: With K classes the network also takes a label y in 0..K (K: null), embedded by
+            :class:`~scoresde.models.embeddings.LabelEmbedding` and added to the time embedding every block receives
+            (as in ADM, Dhariwal & Nichol 2021); None (default): unconditional, no label input.
     """
 
     def __init__(
@@ -123,9 +126,11 @@ class UNet(nn.Module):
         norm_groups: int = 8,
         num_heads: int = 1,
         skip_rescale: bool = True,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.event_shape = _check_event_shape(event_shape)
+        self.num_classes = num_classes
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape must be (C, H, W) for the UNet, got {event_shape!r}")
         ch_mult = tuple(int(m) for m in ch_mult)
@@ -149,6 +154,7 @@ class UNet(nn.Module):
         attn = lambda c, on: SelfAttention(c, norm_groups, num_heads, skip_rescale) if on else nn.Identity()  # noqa: E731
 
         self.time = TimeMLP(time_embedding, channels, emb_dim)
+        self.label = LabelEmbedding(num_classes, emb_dim) if num_classes is not None else None
         self.inp = nn.Conv2d(C, channels, 3, padding=1)
         skips, ch = [channels], channels
         self.down = nn.ModuleList()
@@ -183,13 +189,13 @@ class UNet(nn.Module):
         _, H, W = self.event_shape
         return -(-H // self.multiple) * self.multiple, -(-W // self.multiple) * self.multiple
 
-    def forward(self, x: Tensor, time_input: Tensor) -> Tensor:
-        """x: (B, C, H, W), time_input: (B,) -> (B, C, H, W)."""
+    def forward(self, x: Tensor, time_input: Tensor, y: Tensor | None = None) -> Tensor:
+        """x: (B, C, H, W), time_input: (B,), y: labels (B,) or None -> (B, C, H, W)."""
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(f"x must have shape (B, *{self.event_shape}), got {tuple(x.shape)}")
         H, W = x.shape[-2:]
         Hp, Wp = self.padded_size()
-        emb = self.time(time_input)
+        emb = add_label(self.time(time_input), self.label, y, x.shape[0])
         h = self.inp(F.pad(x, (0, Wp - W, 0, Hp - H)))
         hs = [h]
         for level in self.down:

@@ -1,0 +1,143 @@
+"""Conditional sampling methods for a linear observation, and the driver behind ``inpaint`` and ``colorize``.
+
+A method samples x ~ p(x | observed part of x = y) with an unconditional score. :class:`ConditionalMethod` is the
+interface: where its steps fall (``grid``), what a run costs in score evaluations per sample (``cost``), and the
+run itself (``run``). :func:`sample_conditional` validates the input, turns an ``nfe`` budget into a step count that
+never exceeds it, times the run, and returns a :class:`~scoresde.solvers.SampleInfo`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..sampling import tweedie_denoise
+from ..sde import SDE, ScoreFn
+from ..solvers import grids
+from ..solvers.base import CountingScore, NonFiniteError, SampleInfo, integrate, timed
+from .observation import BoundObservation, Observation
+
+
+class ConditionalMethod(abc.ABC):
+    """A sampler of p(x | y) for a :class:`BoundObservation` y of x."""
+
+    default_steps: int = 1000
+
+    def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
+        """Grid times T = t_0 > ... > t_steps = eps (float64, shape (steps + 1,)); uniform in t by default."""
+        return grids.uniform(sde, steps, eps)
+
+    @abc.abstractmethod
+    def cost(self, sde: SDE, steps: int, eps: float, denoise: bool) -> int:
+        """Score evaluations per sample of a run with ``steps`` grid intervals (the final denoising included)."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        sde: SDE,
+        score: CountingScore,
+        obs: BoundObservation,
+        times: Tensor,
+        *,
+        denoise: bool,
+        generator: torch.Generator | None,
+        progress: bool,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Draw one sample per observation: x of shape (B, *event_shape), equal to y where observed, and extras.
+
+        Returns:
+            The samples and a dict of statistics for :attr:`SampleInfo.extras` (it may set ``"nfe"``, the score
+            evaluations per sample, when a score call evaluates several states per sample).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth reporting in :attr:`SampleInfo.extras`."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"{type(self).__name__}({args})"
+
+
+def walk(
+    solver, sde: SDE, score: CountingScore, x: Tensor, times: Tensor, generator, progress: bool, denoise: bool
+) -> Tensor:
+    """:func:`integrate` ``solver`` over ``times`` without gradients, then (optionally) Tweedie's denoising step."""
+    with torch.no_grad():
+        x, _ = integrate(solver, sde, score, x, times, generator=generator, progress=progress)
+        if denoise:
+            x = tweedie_denoise(sde, score, x, float(times[-1]))
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
+    return x
+
+
+def steps_for_budget(cost: Callable[[int], int], nfe: int) -> int:
+    """The largest step count whose cost (score evaluations per sample, non-decreasing in steps) is <= ``nfe``."""
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"nfe must be an integer >= 1, got {nfe!r}")
+    c1 = cost(1)
+    if c1 > nfe:
+        raise ValueError(f"nfe={nfe} is below the cost of one step of this method ({c1} score evaluations per sample)")
+    slope = max(cost(2) - c1, 1)
+    steps = 1 + (nfe - c1) // slope  # exact when the cost is affine in steps; checked below either way
+    while steps > 1 and cost(steps) > nfe:
+        steps -= 1
+    while steps < nfe and cost(steps + 1) <= nfe:
+        steps += 1
+    return steps
+
+
+def make_method(method: str | ConditionalMethod, table: dict[str, type], **options: Any) -> ConditionalMethod:
+    """A method object from a name in ``table`` and its constructor options, or the object itself."""
+    if isinstance(method, ConditionalMethod):
+        if options:
+            raise TypeError(f"options {sorted(options)} are only accepted with a method name, not a method object")
+        return method
+    if isinstance(method, str) and method in table:
+        return table[method](**options)
+    raise ValueError(f"method must be one of {sorted(table)} or a ConditionalMethod object, got {method!r}")
+
+
+def sample_conditional(
+    sde: SDE,
+    score_fn: ScoreFn,
+    observation: Observation,
+    y: Tensor,
+    method: ConditionalMethod,
+    *,
+    steps: int | None = None,
+    nfe: int | None = None,
+    eps: float = 1e-3,
+    denoise: bool = True,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[Tensor, SampleInfo]:
+    """Sample x given the observation ``y`` of x with ``method``; see :func:`scoresde.inpaint` for the arguments."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    obs = observation.bind(y)
+    if generator is not None and generator.device.type != y.device.type:
+        raise ValueError(f"generator is on {generator.device} but y is on {y.device}")
+    if steps is not None and nfe is not None:
+        raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+    grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
+    if nfe is not None:
+        steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe)
+    times = method.grid(sde, method.default_steps if steps is None else steps, eps)
+    score = CountingScore(score_fn)
+
+    def go() -> tuple[Tensor, dict[str, Any]]:
+        return method.run(sde, score, obs, times, denoise=denoise, generator=generator, progress=progress)
+
+    (x, extras), wall = timed(go, y.device)
+    x = obs.merge(x, obs.y)  # exactly y where observed, also after the denoising step
+    extras = method.describe() | {"denoise": denoise, "budget": nfe} | extras
+    used = int(extras.pop("nfe", score.calls))
+    return x, SampleInfo(used, wall, len(times) - 1, type(method).__name__, extras, times)

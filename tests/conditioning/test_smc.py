@@ -1,0 +1,61 @@
+"""The particle filter (method="smc"): weights, resampling, ESS reporting, and convergence to the exact posterior."""
+
+import pytest
+import torch
+from conditioning_checks import SDES, fd_ratio, gaussian_problem
+
+import scoresde
+from scoresde.conditioning.smc import effective_sample_size, systematic_resample
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return gaussian_problem()
+
+
+def test_effective_sample_size():
+    logw = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, -1e9, -1e9, -1e9], [5.0, 5.0, -1e9, -1e9]], dtype=torch.float64)
+    torch.testing.assert_close(effective_sample_size(logw), torch.tensor([4.0, 1.0, 2.0], dtype=torch.float64))
+
+
+def test_systematic_resampling_keeps_each_count_within_one_of_k_times_its_weight():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.rand(50, 8, generator=gen, dtype=torch.float64)
+    idx = systematic_resample(w.log(), gen)
+    counts = torch.zeros_like(w).scatter_add_(1, idx, torch.ones_like(w))
+    expected = 8 * w / w.sum(1, keepdim=True)
+    assert bool(((counts - expected).abs() < 1).all())
+
+
+def test_info_reports_ess_and_evaluations_per_sample(problem):
+    g, y0, mask, _ = problem
+    sde = scoresde.VPSDE()
+    y = y0.expand(4, 12).clone()
+    x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", particles=5, steps=20)
+    assert info.nfe == 5 * 21 and info.extras["score_calls"] == 21 and info.extras["particles"] == 5
+    ess = info.extras["ess"]
+    assert ess.shape == (20,) and bool(((ess > 0) & (ess <= 1 + 1e-9)).all())
+    assert 0 < info.extras["final_ess"] <= 1 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "sde_name", ["vp", pytest.param("subvp", marks=pytest.mark.slow), pytest.param("ve", marks=pytest.mark.slow)]
+)
+def test_smc_beats_replacement_and_its_error_falls_with_budget(sde_name, problem):
+    """Fast version of benchmarks/inpainting_accuracy.py: 500 samples, exact score, FD / noise floor."""
+    g, y0, mask, post = problem
+    sde = SDES[sde_name]()
+    y = y0.expand(500, 12).clone()
+
+    def ratio(nfe, **options):
+        x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, nfe=nfe, generator=torch.Generator().manual_seed(0),
+                                   **options)  # fmt: skip
+        assert info.nfe <= nfe
+        return fd_ratio(post, x)
+
+    small, large = ratio(100, method="smc", particles=4), ratio(1000, method="smc", particles=10)
+    replacement = ratio(1000, method="replacement")
+    print(f"{sde_name}: smc nfe 100 {small:.1f}, smc nfe 1000 {large:.1f}, replacement nfe 1000 {replacement:.1f}")
+    assert large < small / 3
+    assert large < replacement / 10
+    assert large < 3.0
