@@ -53,7 +53,7 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
              config["solver"].get("_target_"))  # fmt: skip
     x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                              batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
-                             steps=cfg.steps)  # fmt: skip
+                             steps=cfg.steps, progress=bool(cfg.progress))  # fmt: skip
     if x is None:
         return None
     nfe = max(info.nfe)
