@@ -66,6 +66,8 @@ class Ancestral(Predictor):
 class NoPredictor(Predictor):
     """The identity: corrector-only sampling (paper Table 1, "C2000"). No score evaluation."""
 
+    nfe_per_step = 0
+
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return x
 
@@ -177,6 +179,8 @@ class PredictorCorrector(Solver):
         corrector: A :class:`Corrector` or its name: "langevin", "annealed_langevin", "none".
         snr: Signal-to-noise ratio of a corrector given by name (default 0.16, the paper's VE setting).
         n_corrector_steps: Corrector steps per time for a corrector given by name (default 1).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
 
     The paper's defaults: VE reverse_diffusion + langevin (snr 0.16); VP euler_maruyama or reverse_diffusion
     with corrector "none" (conf/solver/pc.yaml and conf/solver/pc_vp.yaml).
@@ -189,7 +193,10 @@ class PredictorCorrector(Solver):
         *,
         snr: float | None = None,
         n_corrector_steps: int | None = None,
+        grid: str | None = None,
+        rho: float = 7.0,
     ) -> None:
+        super().__init__(grid=grid, rho=rho)
         self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor)
         options = {k: v for k, v in (("snr", snr), ("n_steps", n_corrector_steps)) if v is not None}
         if options and not (
@@ -202,6 +209,7 @@ class PredictorCorrector(Solver):
         self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **options)
         if isinstance(self.predictor, NoPredictor) and isinstance(self.corrector, NoCorrector):
             raise ValueError("predictor='none' with corrector='none' does nothing; choose at least one of them")
+        self.nfe_per_step = self.predictor.nfe_per_step + self.corrector.n_steps
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return self.predictor.step(self.corrector.correct(x, i, ctx), i, ctx)
@@ -209,6 +217,8 @@ class PredictorCorrector(Solver):
     def describe(self) -> dict[str, Any]:
         names = {v: k for k, v in PREDICTORS.items()} | {v: k for k, v in CORRECTORS.items()}
         pred, corr = type(self.predictor), type(self.corrector)
-        return {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)} | (
-            self.corrector.describe()
+        return (
+            super().describe()
+            | {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)}
+            | self.corrector.describe()
         )
