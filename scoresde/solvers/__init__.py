@@ -6,7 +6,16 @@ a new solver is a :class:`Solver` subclass with a ``step`` method, added here or
 
 from . import grids
 from .ald import AnnealedLangevinDynamics
-from .base import CountingScore, GridCoefficients, NonFiniteError, SampleInfo, Solver, StepContext, integrate
+from .base import (
+    BudgetExceededError,
+    CountingScore,
+    GridCoefficients,
+    NonFiniteError,
+    SampleInfo,
+    Solver,
+    StepContext,
+    integrate,
+)
 from .dpm_solver import DPMSolver2, DPMSolver3
 from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
@@ -49,6 +58,7 @@ __all__ = [
     "CountingScore",
     "SampleInfo",
     "NonFiniteError",
+    "BudgetExceededError",
     "integrate",
     "grids",
     "EulerMaruyama",

@@ -18,16 +18,12 @@ import math
 import torch
 from torch import Tensor
 
-from ..sde import SDE
-from . import grids
 from .base import Solver, StepContext
 
 
 class _DPMSolver(Solver):
     default_steps = 20
-
-    def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        return grids.uniform_log_snr(sde, steps, eps)
+    default_grid = "log_snr"
 
     @staticmethod
     def _stage(ctx: StepContext, i: int, r: float, h: float) -> tuple[float, float, float]:
@@ -57,6 +53,7 @@ class DPMSolver2(_DPMSolver):
     """
 
     order = 2
+    nfe_per_step = 2
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
@@ -72,6 +69,7 @@ class DPMSolver3(_DPMSolver):
     """DPM-Solver-3 (Lu et al. 2022, Algorithm 2 with r1 = 1/3, r2 = 2/3)."""
 
     order = 3
+    nfe_per_step = 3
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs

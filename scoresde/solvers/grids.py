@@ -2,12 +2,14 @@
 
 Each function returns the times T = t_0 > t_1 > ... > t_N = eps as a float64 tensor of shape (N + 1,).
 Grids defined on the noise level sigma(t) = s(t) / m(t) are mapped to times with
-:meth:`SDE.t_from_sigma`, so they serve every SDE.
+:meth:`SDE.t_from_sigma`, so they serve every SDE. ``GRIDS`` names the grids every solver accepts as its
+``grid`` option; :func:`make` builds one by name.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -58,3 +60,32 @@ def karras(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> Tensor:
 def uniform_log_snr(sde: SDE, steps: int, eps: float) -> Tensor:
     """Uniform in lambda = -log sigma, half the log signal-to-noise ratio (DPM-Solver, Lu et al. 2022, sec. 3.4)."""
     return geometric_sigma(sde, steps, eps)
+
+
+def quadratic(sde: SDE, steps: int, eps: float) -> Tensor:
+    """Quadratic in time: sqrt(t_i) uniform between sqrt(T) and sqrt(eps) (DPM-Solver's "time_quadratic")."""
+    steps, eps = check_steps_eps(sde, steps, eps)
+    return torch.linspace(math.sqrt(sde.T), math.sqrt(eps), steps + 1, dtype=torch.float64).square()
+
+
+GRIDS: dict[str, Callable[..., Tensor]] = {
+    "uniform": uniform,
+    "log_snr": uniform_log_snr,
+    "quadratic": quadratic,
+    "karras": karras,
+}
+"""Grid names accepted by every solver's ``grid`` option; only "karras" uses ``rho``."""
+
+
+def check_name(grid: str) -> str:
+    """Validate a grid name from ``GRIDS``; return it."""
+    if not isinstance(grid, str) or grid not in GRIDS:
+        raise ValueError(f"grid must be one of {sorted(GRIDS)} (or None for the solver's default), got {grid!r}")
+    return grid
+
+
+def make(grid: str, sde: SDE, steps: int, eps: float, rho: float = 7.0) -> Tensor:
+    """The grid named ``grid`` (a key of ``GRIDS``) with ``steps`` intervals from T to eps; shape (steps + 1,)."""
+    if check_name(grid) == "karras":
+        return karras(sde, steps, eps, rho=rho)
+    return GRIDS[grid](sde, steps, eps)

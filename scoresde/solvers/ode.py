@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from ..sde import SDE
 from .base import NonFiniteError, Solver, StepContext
 
 
@@ -71,9 +72,23 @@ class ProbabilityFlowODE(Solver):
             (torchdiffeq) "bosh3", "dopri5" (default; Song et al. use RK45 with rtol = atol = 1e-5), "dopri8".
         rtol: Relative tolerance of adaptive methods.
         atol: Absolute tolerance of adaptive methods.
+        grid: Where the steps (output intervals) fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
+
+    An ``nfe`` budget buys nfe // stages steps of a fixed-step method; an adaptive method keeps its grid and
+    stops with :class:`~.base.BudgetExceededError` if its error control needs more than the budget.
     """
 
-    def __init__(self, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    def __init__(
+        self,
+        method: str = "dopri5",
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        *,
+        grid: str | None = None,
+        rho: float = 7.0,
+    ) -> None:
+        super().__init__(grid=grid, rho=rho)
         if method not in ODE_METHODS:
             raise ValueError(f"method must be one of {sorted(ODE_METHODS)}, got {method!r}")
         for name, tol in (("rtol", rtol), ("atol", atol)):
@@ -84,6 +99,13 @@ class ProbabilityFlowODE(Solver):
         self.spec = ODE_METHODS[method]
         self.order = self.spec.order
         self.default_steps = 1 if self.spec.adaptive else 100
+        self.nfe_per_step = 1 if self.spec.adaptive else len(self.spec.tableau.b)
+
+    def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
+        if self.spec.adaptive and nfe is not None:
+            super().plan(sde, eps, steps=steps, nfe=nfe)  # validates the pair
+            return self.grid(sde, self.default_steps, eps)
+        return super().plan(sde, eps, steps=steps, nfe=nfe)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         if self.spec.adaptive:
@@ -132,4 +154,4 @@ class ProbabilityFlowODE(Solver):
         return out[-1]
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.method, "rtol": self.rtol, "atol": self.atol}
+        return super().describe() | {"method": self.method, "rtol": self.rtol, "atol": self.atol}

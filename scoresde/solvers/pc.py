@@ -69,12 +69,14 @@ class Ancestral(Predictor):
 
     Args:
         variance: "beta_tilde", "beta" or "analytic" (see above).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
     """
 
     order = 0.5
 
-    def __init__(self, variance: str = "beta_tilde", **grid_options: Any) -> None:
-        super().__init__(**grid_options)
+    def __init__(self, variance: str = "beta_tilde", *, grid: str | None = None, rho: float = 7.0) -> None:
+        super().__init__(grid=grid, rho=rho)
         if variance not in ANCESTRAL_VARIANCES:
             raise ValueError(f"variance must be one of {list(ANCESTRAL_VARIANCES)}, got {variance!r}")
         self.variance = variance
@@ -96,11 +98,13 @@ class Ancestral(Predictor):
         return (x + v * score) / r + std * ctx.noise(x)
 
     def describe(self) -> dict[str, Any]:
-        return {"variance": self.variance}
+        return super().describe() | {"variance": self.variance}
 
 
 class NoPredictor(Predictor):
     """The identity: corrector-only sampling (paper Table 1, "C2000"). No score evaluation."""
+
+    nfe_per_step = 0
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return x
@@ -255,7 +259,8 @@ class PredictorCorrector(Solver):
         n_corrector_steps: Corrector steps per time for a corrector given by name (None: 1).
         snr_rule: "batch" or "sample", for the corrector "langevin" (None: its default; see :class:`Langevin`).
         variance: Reverse variance of the predictor "ancestral" (None: its default; see :class:`Ancestral`).
-        **grid_options: ``grid`` and ``rho`` of :class:`Solver`.
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
 
     Options left None are ignored, so a config may list them for every predictor and corrector. The paper's
     defaults: VE reverse_diffusion + langevin (snr 0.16); VP euler_maruyama or reverse_diffusion with corrector
@@ -271,9 +276,10 @@ class PredictorCorrector(Solver):
         n_corrector_steps: int | None = None,
         snr_rule: str | None = None,
         variance: str | None = None,
-        **grid_options: Any,
+        grid: str | None = None,
+        rho: float = 7.0,
     ) -> None:
-        super().__init__(**grid_options)
+        super().__init__(grid=grid, rho=rho)
         pred_options = _named_options("predictor", predictor, {"ancestral": ("variance",)}, variance=variance)
         self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor, **pred_options)
         corr_accepts = {"langevin": ("snr", "n_steps", "snr_rule"), "annealed_langevin": ("snr", "n_steps")}
@@ -283,6 +289,7 @@ class PredictorCorrector(Solver):
         self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **corr_options)
         if isinstance(self.predictor, NoPredictor) and isinstance(self.corrector, NoCorrector):
             raise ValueError("predictor='none' with corrector='none' does nothing; choose at least one of them")
+        self.nfe_per_step = self.predictor.nfe_per_step + self.corrector.n_steps
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return self.predictor.step(self.corrector.correct(x, i, ctx), i, ctx)
@@ -291,7 +298,8 @@ class PredictorCorrector(Solver):
         names = {v: k for k, v in PREDICTORS.items()} | {v: k for k, v in CORRECTORS.items()}
         pred, corr = type(self.predictor), type(self.corrector)
         return (
-            {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)}
+            super().describe()
+            | {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)}
             | self.predictor.describe()
             | self.corrector.describe()
         )
