@@ -17,7 +17,9 @@ from .base import (
     integrate,
 )
 from .dpm_solver import DPMSolver2, DPMSolver3
+from .dpm_solver_sde import DPMSolverPP2MSDE
 from .edm import EDMHeun
+from .edm_sde import EDMStochastic
 from .euler_maruyama import EulerMaruyama
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
@@ -45,6 +47,8 @@ SOLVERS: dict[str, type[Solver]] = {
     "edm_heun": EDMHeun,
     "dpm_solver2": DPMSolver2,
     "dpm_solver3": DPMSolver3,
+    "dpmpp_2m_sde": DPMSolverPP2MSDE,
+    "edm_sde": EDMStochastic,
 }
 
 __all__ = [
@@ -77,4 +81,6 @@ __all__ = [
     "EDMHeun",
     "DPMSolver2",
     "DPMSolver3",
+    "DPMSolverPP2MSDE",
+    "EDMStochastic",
 ]

@@ -68,14 +68,15 @@ class Ancestral(Predictor):
       reference's Langevin step, a sample depends on its batch.
 
     Args:
-        variance: "beta_tilde", "beta" or "analytic" (see above).
+        variance: "analytic" (default: measured best, see benchmarks/stochastic_solvers.py), "beta_tilde" or
+            "beta" (see above).
         grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
         rho: Exponent of the "karras" grid.
     """
 
     order = 0.5
 
-    def __init__(self, variance: str = "beta_tilde", *, grid: str | None = None, rho: float = 7.0) -> None:
+    def __init__(self, variance: str = "analytic", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
         if variance not in ANCESTRAL_VARIANCES:
             raise ValueError(f"variance must be one of {list(ANCESTRAL_VARIANCES)}, got {variance!r}")
@@ -300,6 +301,6 @@ class PredictorCorrector(Solver):
         return (
             super().describe()
             | {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)}
-            | self.predictor.describe()
+            | {k: v for k, v in self.predictor.describe().items() if k not in ("grid", "rho")}  # the PC's grid is used
             | self.corrector.describe()
         )
