@@ -10,6 +10,7 @@ from torch import Tensor
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+from .solvers.noise import BrownianNoise, NoiseSource
 
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
@@ -24,6 +25,21 @@ def make_solver(solver: str | Solver, **options: Any) -> Solver:
     if isinstance(solver, str) and solver in SOLVERS:
         return SOLVERS[solver](**options)
     raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+
+
+def make_noise(
+    noise: str | NoiseSource | None, seed: int | None, generator: torch.Generator | None, eps: float, T: float
+) -> NoiseSource | None:
+    """The run's noise source from ``sample``'s ``noise`` and ``seed`` options (None: the generator's draws)."""
+    if noise is None or isinstance(noise, NoiseSource):
+        if seed is not None:
+            raise ValueError("seed applies only to noise='brownian'")
+        return noise
+    if noise != "brownian":
+        raise ValueError(f"noise must be None, 'brownian' or a NoiseSource, got {noise!r}")
+    if seed is None:
+        seed = int(torch.randint(2**62, (), generator=generator, device=generator.device if generator else "cpu"))
+    return BrownianNoise(seed, eps, T)
 
 
 def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
@@ -66,6 +82,8 @@ def sample(
     start: Tensor | None = None,
     callback: Callback | None = None,
     trajectory: bool = False,
+    noise: str | NoiseSource | None = None,
+    seed: int | None = None,
     **solver_options: Any,
 ) -> tuple[Tensor, SampleInfo]:
     """Sample from the model whose score is ``score_fn`` by solving the reverse-time process of ``sde``.
@@ -91,6 +109,10 @@ def sample(
         start: x_T to start from instead of a prior draw, shape (B, *event_shape).
         callback: ``callback(i, t, x)`` after every step with the state x at time t.
         trajectory: Store the states at every grid time in ``info.trajectory``, shape (N + 1, B, *event_shape).
+        noise: Where the solver's noise comes from: None (independent draws from ``generator``), "brownian"
+            (a Brownian path per sample keyed by (seed, index in the batch), so a sample keeps its path when the
+            step count, grid or batch changes: :class:`~scoresde.solvers.noise.BrownianNoise`) or a NoiseSource.
+        seed: Seed of the "brownian" paths (None: drawn from ``generator``).
         **solver_options: Constructor arguments of the named solver, e.g. ``method="rk4"`` or ``corrector="none"``.
 
     Returns:
@@ -114,6 +136,7 @@ def sample(
     if generator is not None and generator.device.type != device.type:
         raise ValueError(f"generator is on {generator.device} but the sample is on {device}")
     score = CountingScore(score_fn, budget=nfe)
+    noise_source = make_noise(noise, seed, generator, eps, sde.T)
     stats: dict[str, Any] = {}
     x = _initial_state(sde, shape, start, generator, device, dtype)
 
@@ -131,6 +154,7 @@ def sample(
                 progress=progress,
                 nfe_budget=nfe,
                 stats=stats,
+                noise=noise_source,
             )
             score.budget = None  # the final denoising call is outside the solve's budget
             if denoise:

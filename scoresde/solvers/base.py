@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..sde import SDE, ScoreFn
 from . import grids
+from .noise import NoiseSource
 
 Callback = Callable[[int, float, Tensor], None]
 """``callback(i, t, x)``: called after step ``i`` with the state ``x`` at grid time ``t = t_{i+1}``."""
@@ -160,9 +161,24 @@ class StepContext:
         """Grid time t_i as a (B,) tensor for the score function (a view, no copy)."""
         return self.times[i].expand(self.batch)
 
+    noise_source: NoiseSource | None = None  # None: independent draws from ``generator``
+
     def noise(self, like: Tensor) -> Tensor:
-        """Standard normal noise of ``like``'s shape, dtype and device, from the run's generator."""
+        """A fresh standard normal draw of ``like``'s shape, dtype and device (from :attr:`noise_source`)."""
+        if self.noise_source is not None:
+            return self.noise_source.normal(like)
         return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)
+
+    def increment(self, like: Tensor, i: int) -> Tensor:
+        """The normalised Brownian increment (W(t_i) - W(t_{i+1})) / sqrt(t_i - t_{i+1}) of grid interval i, ~ N(0, I).
+
+        An independent draw like :meth:`noise` by default; the increment of each sample's own path under a
+        :class:`~.noise.BrownianNoise` source (``sample(..., noise="brownian")``).
+        """
+        if self.noise_source is None:
+            return self.noise(like)
+        t = self.times.new_tensor(0, dtype=torch.float64, device="cpu")
+        return self.noise_source.increment(like, t + self.coeffs.t[i], t + self.coeffs.t[i + 1])
 
 
 def check_count(name: str, value: Any) -> int:
@@ -270,6 +286,7 @@ def integrate(
     progress: bool = False,
     nfe_budget: int | None = None,
     stats: dict[str, Any] | None = None,
+    noise: NoiseSource | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Walk the grid ``times`` with ``solver`` from the state ``x`` at ``times[0]``: the one integration loop.
 
@@ -290,6 +307,7 @@ def integrate(
         nfe_budget: The run's budget of score evaluations, for solvers that decide how to spend it
             (:attr:`StepContext.nfe_budget`); ``score`` enforces it.
         stats: A dict that becomes :attr:`StepContext.stats` and receives the solver's per-run statistics.
+        noise: The run's noise source (:attr:`StepContext.noise_source`); None: draws from ``generator``.
 
     Returns:
         The state at ``times[-1]`` and the trajectory (or None).
@@ -301,6 +319,7 @@ def integrate(
     ctx = StepContext(sde, score, coeffs, times.to(dtype=x.dtype, device=x.device), x.shape[0], generator, nfe_budget)
     if stats is not None:
         ctx.stats = stats
+    ctx.noise_source = noise
     n = len(coeffs.dt)
     finite: list[Tensor] = []
     states = [x] if trajectory else None

@@ -81,7 +81,7 @@ class DPMSolverPP2MSDE(Solver):
             out = out + (weight / r) * (denoised - ctx.memory["denoised"])
         ctx.memory["denoised"], ctx.memory["h"] = denoised, h
         if self.eta > 0 and self.s_noise > 0:
-            out = out + (s1 * math.sqrt(-math.expm1(-2 * eta_h)) * self.s_noise) * ctx.noise(x)
+            out = out + (s1 * math.sqrt(-math.expm1(-2 * eta_h)) * self.s_noise) * ctx.increment(x, i)
         return m1 * out
 
     def describe(self) -> dict[str, Any]:

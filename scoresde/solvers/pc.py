@@ -39,7 +39,7 @@ class ReverseDiffusion(Predictor):
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         r, v = ctx.coeffs.r[i], ctx.coeffs.v[i]
-        return (2 - r) * x + v * ctx.score(x, ctx.t(i)) + math.sqrt(v) * ctx.noise(x)
+        return (2 - r) * x + v * ctx.score(x, ctx.t(i)) + math.sqrt(v) * ctx.increment(x, i)
 
 
 ANCESTRAL_VARIANCES = ("beta_tilde", "beta", "analytic")
@@ -96,7 +96,7 @@ class Ancestral(Predictor):
         else:
             var = lam2
         std = var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)
-        return (x + v * score) / r + std * ctx.noise(x)
+        return (x + v * score) / r + std * ctx.increment(x, i)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"variance": self.variance}
