@@ -260,8 +260,9 @@ def fast_markdown(rows: list[dict]) -> list[str]:
         sel = [r for r in rows if r["problem"] == problem]
         for metric in metrics:
             lines += [f"**{problem}: {metric}** (columns: SDE / NFE budget; rows: sampler @ grid)", ""]
+            fmt = "{:.3f}" if metric != "fd_floor" else "{:.2f}"
             lines += table(sel, lambda r: f"{r['sampler']} @ {r['grid']}", lambda r: f"{r['sde']} {r['nfe_budget']}",
-                           lambda r, metric=metric: r[metric], fmt="{:.3f}" if metric != "fd_floor" else "{:.2f}")  # fmt: skip
+                           lambda r, metric=metric: r[metric], fmt=fmt)  # fmt: skip
             lines.append("")
     return lines
 

@@ -5,6 +5,7 @@ a new solver is a :class:`Solver` subclass with a ``step`` method, added here or
 """
 
 from . import grids
+from .adaptive_sde import AdaptiveSDE
 from .ald import AnnealedLangevinDynamics
 from .base import (
     BudgetExceededError,
@@ -49,6 +50,7 @@ SOLVERS: dict[str, type[Solver]] = {
     "dpm_solver3": DPMSolver3,
     "dpmpp_2m_sde": DPMSolverPP2MSDE,
     "edm_sde": EDMStochastic,
+    "adaptive_sde": AdaptiveSDE,
 }
 
 __all__ = [
@@ -83,4 +85,5 @@ __all__ = [
     "DPMSolver3",
     "DPMSolverPP2MSDE",
     "EDMStochastic",
+    "AdaptiveSDE",
 ]

@@ -105,15 +105,18 @@ class BrownianNoise(NoiseSource):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not t_lo < t_hi:
             raise ValueError(f"the time span must have t_lo < t_hi, got [{t_lo}, {t_hi}]")
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 50:
-            raise ValueError(f"depth must be an integer in [1, 50], got {depth!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 30:
+            raise ValueError(f"depth must be an integer in [1, 30], got {depth!r}")
         self.seed, self.t_lo, self.t_hi, self.depth = seed, float(t_lo), float(t_hi), depth
         self._calls = 0
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (t, index, W(t)) of the latest query
 
-    def _node_key(self, index: Tensor, node: Tensor, stream: int) -> Tensor:
+    def _sample_key(self, index: Tensor, stream: int) -> Tensor:
         s = self.seed & ((1 << 64) - 1)
-        return _key(s & _MASK, s >> 32, stream, index, node & _MASK, node >> 32)
+        return _key(s & _MASK, s >> 32, stream, index)
+
+    def _node_key(self, index: Tensor, node: Tensor, stream: int) -> Tensor:
+        return _mix32(self._sample_key(index, stream) ^ _mix32(node))
 
     def path(self, like: Tensor, t: Tensor, index: Tensor) -> Tensor:
         """W_b(t_b) for every sample b, shape of ``like``; t (B,) float64, W(t_lo) = 0."""
@@ -127,9 +130,10 @@ class BrownianNoise(NoiseSource):
         root = keyed_normal(self._node_key(index, node, 0), shape, torch.float64, dev)
         w_b = math.sqrt(self.t_hi - self.t_lo) * root
         view = (batch,) + (1,) * len(shape)
+        key = self._sample_key(index, 1)
         for _ in range(self.depth):
             c = 0.5 * (a + b)
-            z = keyed_normal(self._node_key(index, node, 1), shape, torch.float64, dev)
+            z = keyed_normal(_mix32(key ^ _mix32(node)), shape, torch.float64, dev)
             w_c = 0.5 * (w_a + w_b) + (0.5 * (b - a).sqrt()).reshape(view) * z  # bridge: Var = (b - a) / 4
             left = (t <= c).reshape(view)
             w_a, w_b = torch.where(left, w_a, w_c), torch.where(left, w_c, w_b)

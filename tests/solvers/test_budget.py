@@ -25,7 +25,7 @@ def test_budget_is_never_exceeded(name, nfe):
         assert name == "ode"
         return
     assert 1 <= info.nfe <= nfe and bool(torch.isfinite(x).all())
-    if name != "ode":  # fixed-cost solvers spend what the budget buys: whole steps
+    if name not in ("ode", "adaptive_sde"):  # fixed-cost solvers spend what the budget buys: whole steps
         assert info.nfe == (nfe // solver.nfe_per_step) * solver.nfe_per_step
 
 
