@@ -16,10 +16,10 @@ with x'_prev the previous accepted x'. If E <= 1 the step is accepted with x'' (
 of the two); either way the next step is h <- min(t - t_end, theta h E^(-r)) with safety theta = 0.9 and r = 0.9.
 
 Every sample keeps its own time t_b, step h_b and x'_prev: each iteration evaluates the score only on the samples
-still running, at their own times, and every sample's noise is keyed by (seed, its index in the batch) and its own
-time or attempt count (see "Rejections and the noise" below). So a sample's result does not depend on the rest of its batch, and one hard sample does not set the steps of the
-others. Two score evaluations per attempt; NFE per sample (and what a budget forced) are reported in
-``SampleInfo.extras``.
+still running, at their own times, and every sample's noise is keyed by (seed, its index in the batch) and its
+own time or attempt count (see "Rejections and the noise" below). So a sample's result does not depend on the
+rest of its batch, and one hard sample does not set the steps of the others. Two score evaluations per attempt;
+NFE per sample (and what a budget forced) are reported in ``SampleInfo.extras``.
 
 Rejections and the noise. In the paper a rejected attempt is retried with a fresh z (``retry="redraw"``). That
 is not exact: the accepted increments are selected for small local error, which biases the samples (measured,
