@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.oracle import Gaussian, anisotropic_gaussian
+from scoresde.oracle import Gaussian, anisotropic_gaussian, eight_gaussians
 from scoresde.solvers.adaptive_ode import dopri5_per_sample
 
 DIAG = Gaussian(torch.tensor([1.0, -0.5]), std=torch.tensor([0.5, 0.2]))  # elementwise score: bitwise batch-invariant
@@ -54,15 +54,18 @@ def test_likelihood_matches_the_perfect_solver(sde):
 
 
 def test_fewer_evaluations_than_the_batch_solver_on_a_mixed_batch():
-    """An eighth of the batch far in the tails sets torchdiffeq's step sizes for everyone; per sample it does not."""
-    sde, data = scoresde.VPSDE(), anisotropic_gaussian(4)
-    x = data.sample(32, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    x[:4] *= 3
+    """On the 2-D mixture, points between the modes need many more steps than points on a mode: torchdiffeq's
+    shared steps charge everyone for them; per sample the batch costs a third (measured), at the same accuracy."""
+    sde, data = scoresde.VPSDE(), eight_gaussians()
+    gen = torch.Generator().manual_seed(0)
+    x = data.sample(32, generator=gen, dtype=torch.float64)
+    x[:4] = 6 * torch.rand(4, 2, generator=gen, dtype=torch.float64) - 3
+    reference = scoresde.log_likelihood(sde, data.score_fn(sde), x, rtol=1e-9, atol=1e-9).logp
     batch = scoresde.log_likelihood(sde, data.score_fn(sde), x)
     per = scoresde.log_likelihood(sde, data.score_fn(sde), x, per_sample=True)
-    assert int(per.nfe_per_sample.sum()) < batch.nfe * len(x)
-    exact = data.ode_log_prob(sde, x, eps=1e-5)
-    assert float(((per.logp - exact).abs() / 4)[4:].max()) < 1e-5
+    assert int(per.nfe_per_sample.sum()) < batch.nfe * len(x) / 2
+    err, batch_err = ((r.logp - reference).abs().max() for r in (per, batch))
+    assert err < 2 * batch_err
 
 
 def test_hutchinson_probes_follow_their_samples():
