@@ -53,6 +53,7 @@ def test_likelihood_matches_the_perfect_solver(sde):
     assert res.nfe_per_sample.shape == (32,) and res.nfe == int(res.nfe_per_sample.max())
 
 
+@pytest.mark.slow
 def test_fewer_evaluations_than_the_batch_solver_on_a_mixed_batch():
     """On the 2-D mixture, points between the modes need many more steps than points on a mode: torchdiffeq's
     shared steps charge everyone for them; per sample the batch costs a third (measured), at the same accuracy."""
