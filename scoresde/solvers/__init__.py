@@ -22,6 +22,7 @@ from .dpm_solver_sde import DPMSolverPP2MSDE
 from .edm import EDMHeun
 from .edm_sde import EDMStochastic
 from .euler_maruyama import EulerMaruyama
+from .noise import BrownianNoise, GeneratorNoise, NoiseSource
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
     CORRECTORS,
@@ -86,4 +87,7 @@ __all__ = [
     "DPMSolverPP2MSDE",
     "EDMStochastic",
     "AdaptiveSDE",
+    "NoiseSource",
+    "GeneratorNoise",
+    "BrownianNoise",
 ]
