@@ -16,9 +16,11 @@ from .base import (
     StepContext,
     integrate,
 )
-from .dpm_solver import DPMSolver2, DPMSolver3
+from .ddim import DDIM
+from .dpm_solver import DPMSolver, DPMSolver2, DPMSolver3
 from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
+from .exponential import ExponentialIntegrator
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
     CORRECTORS,
@@ -34,6 +36,7 @@ from .pc import (
     PredictorCorrector,
     ReverseDiffusion,
 )
+from .unipc import UniPC
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
@@ -45,6 +48,9 @@ SOLVERS: dict[str, type[Solver]] = {
     "edm_heun": EDMHeun,
     "dpm_solver2": DPMSolver2,
     "dpm_solver3": DPMSolver3,
+    "dpm_solver": DPMSolver,
+    "unipc": UniPC,
+    "ddim": DDIM,
 }
 
 __all__ = [
@@ -77,4 +83,8 @@ __all__ = [
     "EDMHeun",
     "DPMSolver2",
     "DPMSolver3",
+    "DPMSolver",
+    "UniPC",
+    "DDIM",
+    "ExponentialIntegrator",
 ]

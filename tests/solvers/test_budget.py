@@ -25,8 +25,8 @@ def test_budget_is_never_exceeded(name, nfe):
         assert name == "ode"
         return
     assert 1 <= info.nfe <= nfe and bool(torch.isfinite(x).all())
-    if name != "ode":  # fixed-cost solvers spend what the budget buys: whole steps
-        assert info.nfe == (nfe // solver.nfe_per_step) * solver.nfe_per_step
+    if name != "ode":  # fixed-cost solvers leave less than one step of the budget unspent
+        assert info.nfe > nfe - solver.nfe_per_step
 
 
 @pytest.mark.parametrize("denoise", [False, True])
