@@ -21,9 +21,9 @@ import sys
 import tempfile
 import types
 from collections.abc import Callable, Iterator
+from itertools import product
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 import scoresde
@@ -35,6 +35,8 @@ SOURCES = {
     "k-diffusion": ("crowsonkb+k-diffusion", ["k_diffusion/sampling.py"]),
 }
 
+METHODS = ("multistep", "singlestep")
+SKIPS = ("logSNR", "time_uniform", "time_quadratic")
 Run = Callable[[Tensor], tuple[Tensor, int]]  # x_T -> (x_eps, score evaluations spent)
 
 
@@ -128,39 +130,33 @@ def runs(modules: dict, sde: scoresde.SDE, score_fn, nfe: int, eps: float) -> It
 
     if "dpm-solver" in modules:
         dpm = modules["dpm-solver"]
-        for algo in ("dpmsolver++", "dpmsolver"):
-            for method, orders in (("multistep", (2, 3)), ("singlestep", (2, 3))):
-                for order in orders:
-                    for skip in ("logSNR", "time_uniform", "time_quadratic"):
-                        if method == "multistep" and nfe < order:
-                            continue
+        for algo, method, order, skip in product(("dpmsolver++", "dpmsolver"), METHODS, (2, 3), SKIPS):
+            if method == "multistep" and nfe < order:
+                continue
 
-                        def run(x_T, algo=algo, method=method, order=order, skip=skip):
-                            model = Counter(noise_model)
-                            solver = dpm.DPM_Solver(model, sched, algorithm_type=algo)
-                            x = solver.sample(x_T, steps=nfe, t_start=sde.T, t_end=eps, order=order, skip_type=skip,
-                                              method=method, lower_order_final=True)  # fmt: skip
-                            return x, model.calls
+            def run(x_T, algo=algo, method=method, order=order, skip=skip):
+                model = Counter(noise_model)
+                solver = dpm.DPM_Solver(model, sched, algorithm_type=algo)
+                x = solver.sample(x_T, steps=nfe, t_start=sde.T, t_end=eps, order=order, skip_type=skip,
+                                  method=method, lower_order_final=True)  # fmt: skip
+                return x, model.calls
 
-                        yield "dpm-solver", f"{algo} {method} order={order} {skip}", run
+            yield "dpm-solver", f"{algo} {method} order={order} {skip}", run
     if "unipc" in modules:
         uni = modules["unipc"]
-        for algo in ("data_prediction", "noise_prediction"):
-            for variant in ("bh1", "bh2"):
-                for order in (2, 3):
-                    for skip in ("logSNR", "time_uniform", "time_quadratic"):
-                        if nfe < order:
-                            continue
+        for algo, variant, order, skip in product(("data_prediction", "noise_prediction"), ("bh1", "bh2"), (2, 3), SKIPS):
+            if nfe < order:
+                continue
 
-                        def run(x_T, algo=algo, variant=variant, order=order, skip=skip):
-                            # their update is written for image batches (B, C, H, W): flat states ride as (B, D, 1, 1)
-                            model = Counter(lambda x, t: noise_model(x.flatten(1), t).view_as(x))
-                            solver = uni.UniPC(model, sched, algorithm_type=algo, variant=variant)
-                            x = solver.sample(x_T.reshape(*x_T.shape, 1, 1), steps=nfe, t_start=sde.T, t_end=eps,
-                                              order=order, skip_type=skip, method="multistep", lower_order_final=True)  # fmt: skip
-                            return x.view_as(x_T), model.calls
+            def run(x_T, algo=algo, variant=variant, order=order, skip=skip):
+                # their update is written for image batches (B, C, H, W): flat states ride as (B, D, 1, 1)
+                model = Counter(lambda x, t: noise_model(x.flatten(1), t).view_as(x))
+                solver = uni.UniPC(model, sched, algorithm_type=algo, variant=variant)
+                x = solver.sample(x_T.reshape(*x_T.shape, 1, 1), steps=nfe, t_start=sde.T, t_end=eps, order=order,
+                                  skip_type=skip, method="multistep", lower_order_final=True)  # fmt: skip
+                return x.view_as(x_T), model.calls
 
-                        yield "unipc", f"{algo} {variant} order={order} {skip}", run
+            yield "unipc", f"{algo} {variant} order={order} {skip}", run
     if "k-diffusion" in modules:
         yield from _kdiffusion_runs(modules["k-diffusion"], sde, score_fn, nfe, eps)
 
