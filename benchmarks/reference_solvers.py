@@ -37,6 +37,7 @@ SOURCES = {
 
 METHODS = ("multistep", "singlestep")
 SKIPS = ("logSNR", "time_uniform", "time_quadratic")
+VARIANTS = ("bh1", "bh2")
 Run = Callable[[Tensor], tuple[Tensor, int]]  # x_T -> (x_eps, score evaluations spent)
 
 
@@ -144,7 +145,7 @@ def runs(modules: dict, sde: scoresde.SDE, score_fn, nfe: int, eps: float) -> It
             yield "dpm-solver", f"{algo} {method} order={order} {skip}", run
     if "unipc" in modules:
         uni = modules["unipc"]
-        for algo, variant, order, skip in product(("data_prediction", "noise_prediction"), ("bh1", "bh2"), (2, 3), SKIPS):
+        for algo, variant, order, skip in product(("data_prediction", "noise_prediction"), VARIANTS, (2, 3), SKIPS):
             if nfe < order:
                 continue
 
