@@ -139,15 +139,21 @@ def run(quick: bool, sweep: bool) -> tuple[list[dict], list[dict]]:
     return rows, sweep_rows
 
 
-def best_of(rows: list[dict], pred) -> dict | None:
-    cands = [r for r in rows if pred(r) and not math.isnan(r["rmse"])]
+def best_of(rows: list[dict], library: bool | None = None, **match) -> dict | None:
+    """The row of least error among those matching ``match`` (and from scoresde or not, if ``library`` is given)."""
+    cands = [
+        r
+        for r in rows
+        if all(r[k] == v for k, v in match.items())
+        and (library is None or (r["family"] == "scoresde") == library)
+        and not math.isnan(r["rmse"])
+    ]
     return min(cands, key=lambda r: r["rmse"]) if cands else None
 
 
 def summary_line(rows, pname, sname, nfe) -> str:
-    here = lambda r: r["problem"] == pname and r["sde"] == sname and r["budget"] == nfe  # noqa: E731
-    lib = best_of(rows, lambda r: here(r) and r["family"] == "scoresde")
-    ref = best_of(rows, lambda r: here(r) and r["family"] != "scoresde")
+    lib = best_of(rows, True, problem=pname, sde=sname, budget=nfe)
+    ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
     if lib is None or ref is None:
         return "n/a"
     return (f"scoresde {lib['method']} {lib['rmse']:.3g} | best reference {ref['family']} {ref['method']} "
@@ -178,9 +184,8 @@ def write(rows: list[dict], sweep_rows: list[dict], quick: bool) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for (pname, sname), nfe in product(keys, budgets):
-        here = lambda r: r["problem"] == pname and r["sde"] == sname and r["budget"] == nfe  # noqa: E731
-        lib = best_of(rows, lambda r: here(r) and r["family"] == "scoresde")
-        ref = best_of(rows, lambda r: here(r) and r["family"] != "scoresde")
+        lib = best_of(rows, True, problem=pname, sde=sname, budget=nfe)
+        ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
         if lib and ref:
             lines.append(f"| {pname} | {sname} | {nfe} | {lib['method']} | {lib['rmse']:.3g} | {ref['family']}: "
                          f"{ref['method']} | {ref['rmse']:.3g} | {lib['rmse'] / ref['rmse']:.2f} |")  # fmt: skip
@@ -214,13 +219,12 @@ def sweep_table(rows, sweep_rows, budgets, top: int = 25) -> list[str]:
 def plot(rows, keys, budgets, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), squeeze=False)
     for ax, (pname, sname) in zip(axes.flat, keys, strict=False):
-        mine = lambda r: r["problem"] == pname and r["sde"] == sname  # noqa: E731
         for fam in ("dpm-solver", "unipc", "k-diffusion"):
-            pts = [best_of(rows, lambda r, b=b: mine(r) and r["family"] == fam and r["budget"] == b) for b in budgets]
+            pts = [best_of(rows, problem=pname, sde=sname, family=fam, budget=b) for b in budgets]
             xs = [b for b, p in zip(budgets, pts, strict=True) if p]
             ax.plot(xs, [p["rmse"] for p in pts if p], "--", marker="x", label=f"{fam} (best config)")
         for name in DEFAULTS:
-            pts = [best_of(rows, lambda r, b=b: mine(r) and r["method"] == name and r["budget"] == b) for b in budgets]
+            pts = [best_of(rows, True, problem=pname, sde=sname, method=name, budget=b) for b in budgets]
             xs = [b for b, p in zip(budgets, pts, strict=True) if p]
             ax.plot(xs, [p["rmse"] for p in pts if p], marker="o", label=f"scoresde {name}")
         ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="flow-map RMSE", title=f"{pname} / {sname}")
