@@ -27,9 +27,12 @@ class DDIM(ExponentialIntegrator):
     Args:
         eta: Fraction of the posterior standard deviation injected as noise, in [0, 1] (larger values are allowed
             up to the point where sigma_{i+1}^2 - c^2 stays non-negative, i.e. eta <= 1).
-        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr").
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "quadratic", DDIM's CIFAR-10 choice and the
+            best measured for it on the oracle problems).
         rho: Exponent of the "karras" grid.
     """
+
+    default_grid = "quadratic"
 
     def __init__(self, eta: float = 0.0, *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__("data", grid=grid, rho=rho)
