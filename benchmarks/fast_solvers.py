@@ -11,7 +11,7 @@ reference_solvers.py; each configuration of theirs: prediction, single-/multiste
 and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``). ``--sweep`` also runs scoresde's
 options (order, prediction, grid, lower_order_final, variant) to choose the defaults.
 
-    PYTHONPATH=. python benchmarks/fast_solvers.py            # about 5 minutes on one thread
+    PYTHONPATH=. python benchmarks/fast_solvers.py            # about 40 minutes on one (busy) thread
     PYTHONPATH=. python benchmarks/fast_solvers.py --sweep    # + the option sweep (about 15 minutes)
     PYTHONPATH=. python benchmarks/fast_solvers.py --quick    # smoke run
 
@@ -108,12 +108,12 @@ def rmse(x: torch.Tensor, exact: torch.Tensor) -> float:
     return float((x.double() - exact).pow(2).mean().sqrt())
 
 
-def run(quick: bool, sweep: bool) -> tuple[list[dict], list[dict]]:
-    budgets = [6, 10, 20] if quick else [5, 6, 8, 10, 15, 20, 30, 50]
+def run(quick: bool, sweep: bool, budgets: list[int], n: int) -> tuple[list[dict], list[dict]]:
+    budgets = [6, 10, 20] if quick else budgets
     modules = reference_solvers.load()
     configs = sweep_configs() if sweep else {}
     rows, sweep_rows = [], []
-    for pname, sname, sde, score, x_T, exact in problems(100 if quick else 500):
+    for pname, sname, sde, score, x_T, exact in problems(100 if quick else n):
         for nfe in budgets:
             base = dict(problem=pname, sde=sname, budget=nfe)
             for family, config, fn in reference_solvers.runs(modules, sde, score, nfe, EPS):
@@ -238,10 +238,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few budgets and samples (smoke run)")
     parser.add_argument("--sweep", action="store_true", help="also sweep scoresde's options to choose defaults")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 6, 8, 10, 15, 20, 30, 50], help="NFE budgets")
+    parser.add_argument("--n", type=int, default=500, help="samples x_T per problem")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # their code builds its time grids in the default dtype
-    rows, sweep_rows = run(args.quick, args.sweep)
+    rows, sweep_rows = run(args.quick, args.sweep, args.budgets, args.n)
     write(rows, sweep_rows, args.quick)
 
 

@@ -46,7 +46,7 @@ def test_solver_names_and_objects():
     with pytest.raises(
         ValueError, match=r"solver must be one of \['ald', 'ancestral', .*'euler_maruyama', 'ode', 'pc'"
     ):
-        scoresde.sample(scoresde.VPSDE(), DATA.score_fn(scoresde.VPSDE()), (2, 2), solver="ddim")
+        scoresde.sample(scoresde.VPSDE(), DATA.score_fn(scoresde.VPSDE()), (2, 2), solver="no_such_solver")
     with pytest.raises(TypeError, match="only accepted with a solver name"):
         scoresde.sample(scoresde.VPSDE(), lambda x, t: x, (2, 2), solver=PredictorCorrector(), snr=0.1)
 

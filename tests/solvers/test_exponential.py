@@ -209,7 +209,8 @@ def test_singlestep_order_mixing_beats_dropping_the_remainder():
     x_T = DATA.marginal(sde, sde.T).sample(32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = DATA.flow(sde, x_T, sde.T, 1e-3)
     run = lambda **kw: scoresde.sample(sde, DATA.score_fn(sde), None, start=x_T, solver="dpm_solver",  # noqa: E731
-                                       method="singlestep", denoise=False, **kw)[0]  # fmt: skip
+                                       method="singlestep", prediction="data", grid="log_snr", denoise=False,
+                                       **kw)[0]  # fmt: skip
     assert float((run(nfe=11) - exact).norm()) < float((run(steps=3) - exact).norm())
 
 
@@ -230,7 +231,8 @@ def test_ddim_eta_zero_is_dpm_solver_1_and_eta_one_samples_the_marginal(sde):
     x_T = DATA.marginal(sde, sde.T).sample(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     score = DATA.score_fn(sde)
     a, _ = scoresde.sample(sde, score, None, start=x_T, solver="ddim", steps=7, denoise=False)
-    b, _ = scoresde.sample(sde, score, None, start=x_T, solver="dpm_solver", order=1, steps=7, denoise=False)
+    b, _ = scoresde.sample(sde, score, None, start=x_T, solver="dpm_solver", order=1, steps=7, grid="quadratic",
+                           denoise=False)  # fmt: skip
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     gen = torch.Generator().manual_seed(1)
     x, info = scoresde.sample(sde, score, None, start=x_T, solver="ddim", eta=1.0, steps=200, denoise=False,
