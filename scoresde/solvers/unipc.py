@@ -41,19 +41,19 @@ def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
 class UniPC(ExponentialIntegrator):
     """UniPC-p: UniP-p predictor with the UniC corrector (Zhao et al. 2023, Algorithms 1-3), one NFE per step.
 
-    The defaults (order 3, B(h) = h, noise prediction, Karras grid with rho = 5) are the best settings measured on
-    the oracle problems at 6-20 NFE (benchmarks/fast_solvers.py).
+    The defaults (order 3, B(h) = h, noise prediction, the "logistic" grid) are the best settings measured on the
+    oracle problems at 5-50 NFE (benchmarks/fast_solvers.py).
 
     Args:
         order: Order p of the predictor, 1-3 (the corrector adds one).
         variant: "bh1" (B(h) = h) or "bh2" (B(h) = e^h - 1), their two choices of B(h).
         prediction: "noise" or "data" (their code's default).
         lower_order_final: Lower the order of the last steps to the steps left (their code's default).
-        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "karras").
-        rho: Exponent of the "karras" grid (default 5).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "logistic").
+        rho: Exponent of the "karras" grid.
     """
 
-    default_grid = "karras"
+    default_grid = "logistic"
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class UniPC(ExponentialIntegrator):
         lower_order_final: bool = True,
         *,
         grid: str | None = None,
-        rho: float = 5.0,
+        rho: float = 7.0,
     ) -> None:
         super().__init__(prediction, grid=grid, rho=rho)
         if order not in (1, 2, 3) or isinstance(order, bool):
