@@ -32,6 +32,7 @@ from itertools import product
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -251,6 +252,8 @@ def plot(rows, keys, budgets, path: Path) -> None:
             xs = [b for b, p in zip(budgets, pts, strict=True) if p]
             ax.plot(xs, [p["rmse"] for p in pts if p], marker="o", label=f"scoresde {name}")
         ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="flow-map RMSE", title=f"{pname} / {sname}")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
