@@ -12,7 +12,7 @@ and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``).
 options (order, prediction, grid, lower_order_final, variant) to choose the defaults.
 
     PYTHONPATH=. python benchmarks/fast_solvers.py            # about 40 minutes on one (busy) thread
-    PYTHONPATH=. python benchmarks/fast_solvers.py --sweep    # + the option sweep (about 15 minutes)
+    PYTHONPATH=. python benchmarks/fast_solvers.py --sweep --n 100 --budgets 6 10 20   # + the option sweep
     PYTHONPATH=. python benchmarks/fast_solvers.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/fast_solvers.py --report   # rewrite the table and plot from the CSV
 
@@ -68,14 +68,14 @@ REFERENCE_DEFAULTS = {
 def sweep_configs() -> dict[str, dict]:
     """scoresde's options for the choice of defaults."""
     out = {}
-    grids = [("log_snr", {}), ("uniform", {}), ("quadratic", {})] + [
-        (f"karras{rho}", {"grid": "karras", "rho": rho}) for rho in (3.0, 5.0, 7.0)
+    grids = [(g, {"grid": g}) for g in ("log_snr", "uniform", "quadratic", "logistic")] + [
+        (f"karras{rho:g}", {"grid": "karras", "rho": rho}) for rho in (5.0, 7.0)
     ]
     for (gname, g), order, pred, lof in product(grids, (2, 3), ("data", "noise"), (True, False)):
-        g = g or {"grid": gname}
-        out[f"dpm_solver multistep order={order} {pred} lof={lof} {gname}"] = dict(
-            solver="dpm_solver", order=order, prediction=pred, lower_order_final=lof, **g
-        )
+        for solver_type in ("dpmsolver", "taylor") if order == 3 else ("dpmsolver",):
+            out[f"dpm_solver multistep order={order} {pred} {solver_type} lof={lof} {gname}"] = dict(
+                solver="dpm_solver", order=order, prediction=pred, lower_order_final=lof, solver_type=solver_type, **g
+            )
         for variant in ("bh1", "bh2"):
             out[f"unipc order={order} {variant} {pred} lof={lof} {gname}"] = dict(
                 solver="unipc", order=order, variant=variant, prediction=pred, lower_order_final=lof, **g
@@ -170,10 +170,10 @@ def summary_line(rows, pname, sname, nfe) -> str:
             f"{ref['rmse']:.3g} | ratio {lib['rmse'] / ref['rmse']:.2f}")  # fmt: skip
 
 
-def write(rows: list[dict], sweep_rows: list[dict], quick: bool) -> None:
+def write(rows: list[dict], sweep_rows: list[dict], tag: str) -> None:
+    """fast_solvers<tag>.{csv,md,png}; with a sweep also fast_solvers<tag>_options.csv."""
     RESULTS.mkdir(exist_ok=True)
-    tag = "_quick" if quick else ""
-    for name, data in ((f"fast_solvers{tag}", rows), (f"fast_solvers_sweep{tag}", sweep_rows)):
+    for name, data in ((f"fast_solvers{tag}", rows), (f"fast_solvers{tag}_options", sweep_rows)):
         if data:
             with open(RESULTS / f"{name}.csv", "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(data[0]))
@@ -270,14 +270,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # their code builds its time grids in the default dtype
+    tag = "_quick" if args.quick else "_sweep" if args.sweep else ""  # a sweep never overwrites the main results
     if args.report:
-        with open(RESULTS / f"fast_solvers{'_quick' if args.quick else ''}.csv") as f:
+        with open(RESULTS / f"fast_solvers{tag}.csv") as f:
             rows = [r | {"budget": int(r["budget"]), "nfe": int(r["nfe"]), "rmse": float(r["rmse"])}
                     for r in csv.DictReader(f)]  # fmt: skip
-        write(rows, [], args.quick)
+        write(rows, [], tag)
         return
     rows, sweep_rows = run(args.quick, args.sweep, args.budgets, args.n)
-    write(rows, sweep_rows, args.quick)
+    write(rows, sweep_rows, tag)
 
 
 if __name__ == "__main__":
