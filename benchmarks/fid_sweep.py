@@ -92,11 +92,12 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
         "denoise": cfg.denoise,
         "ema": cfg.ema,
         "extractor": cfg.extractor,
-    }
+    } | ({"nfe": cfg.nfe} if cfg.get("nfe") is not None else {})  # points without a budget keep their old digest
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_=," else "-" for c in label)
     steps = "default" if cfg.steps is None else cfg.steps
-    return Path(cfg.out_dir) / "points" / f"{safe}_steps{steps}_{digest}.json", identity
+    steps = f"nfe{cfg.nfe}" if cfg.get("nfe") is not None else f"steps{steps}"
+    return Path(cfg.out_dir) / "points" / f"{safe}_{steps}_{digest}.json", identity
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any] | None:
@@ -121,7 +122,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     for start in range(0, cfg.num_samples, cfg.batch_size):
         n = min(cfg.batch_size, cfg.num_samples - start)
         x, info = scoresde.sample(ckpt.sde, ckpt.score_fn, (n, *ckpt.event_shape), solver=solver, steps=cfg.steps,
-                                  eps=cfg.eps, denoise=cfg.denoise, generator=gen, device=device,
+                                  nfe=cfg.get("nfe"), eps=cfg.eps, denoise=cfg.denoise, generator=gen, device=device,
                                   progress=cfg.progress)  # fmt: skip
         chunks.append(x.cpu())
         nfe, wall, steps = max(nfe, info.nfe), wall + info.wall_time, info.steps
@@ -142,6 +143,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "options": {k: v for k, v in identity["solver"].items() if k != "_target_"},
         "steps": steps,
         "steps_requested": cfg.steps,
+        "nfe_requested": cfg.get("nfe"),
         "nfe": nfe,
         "wall_time": round(wall, 3),
         **scores,

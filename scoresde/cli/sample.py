@@ -36,6 +36,7 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path:
         instantiate(config["solver"]),
         n=int(cfg.n),
         steps=cfg.steps,
+        sample_options={"nfe": cfg.nfe} if cfg.get("nfe") is not None else None,
         kind=kind,
         data_range=data_range,
         reference=dataset.train[:4000] if dataset is not None else None,

@@ -17,11 +17,13 @@ from .base import (
     StepContext,
     integrate,
 )
-from .dpm_solver import DPMSolver2, DPMSolver3
+from .ddim import DDIM
+from .dpm_solver import DPMSolver, DPMSolver2, DPMSolver3
 from .dpm_solver_sde import DPMSolverPP2MSDE
 from .edm import EDMHeun
 from .edm_sde import EDMStochastic
 from .euler_maruyama import EulerMaruyama
+from .exponential import ExponentialIntegrator
 from .noise import BrownianNoise, GeneratorNoise, NoiseSource
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
@@ -38,6 +40,7 @@ from .pc import (
     PredictorCorrector,
     ReverseDiffusion,
 )
+from .unipc import UniPC
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
@@ -52,6 +55,9 @@ SOLVERS: dict[str, type[Solver]] = {
     "dpmpp_2m_sde": DPMSolverPP2MSDE,
     "edm_sde": EDMStochastic,
     "adaptive_sde": AdaptiveSDE,
+    "dpm_solver": DPMSolver,
+    "unipc": UniPC,
+    "ddim": DDIM,
 }
 
 __all__ = [
@@ -90,4 +96,8 @@ __all__ = [
     "NoiseSource",
     "GeneratorNoise",
     "BrownianNoise",
+    "DPMSolver",
+    "UniPC",
+    "DDIM",
+    "ExponentialIntegrator",
 ]

@@ -6,6 +6,10 @@ A sampler is split into three parts that never know each other (cf. diffrax): th
 ``t_{i+1}``. :func:`integrate` walks the grid once for every solver: it calls the solver, records the
 trajectory, calls the user's callback and checks for non-finite values.
 
+A run is planned in score evaluations or in steps: :meth:`Solver.plan` turns ``steps`` or an ``nfe`` budget into
+the grid (``nfe_per_step`` evaluations per interval by default; solvers whose cost varies override it), and
+:class:`CountingScore` enforces the budget, so no solver can spend more than it was given.
+
 Everything a step needs that depends only on the grid (m, s, f, g^2 at every grid time; the ratio r and
 variance v of the exact one-step kernel of every interval) is computed once per run, in float64, by
 :class:`GridCoefficients` and stored as Python floats, so a step does only the tensor arithmetic of its
