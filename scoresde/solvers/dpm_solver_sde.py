@@ -14,9 +14,9 @@ at a first-order (multistep) extrapolation over the step, one step is
 
 with r_i = h_{i-1} / h_i and c_i = (1 - e^{-(1+eta)h}) / 2 ("midpoint") or
 1 - (1 - e^{-(1+eta)h}) / ((1+eta)h) ("heun"); the first step has no correction term (DPM-Solver++(1) SDE, which
-for eta = 1 is exactly ancestral sampling with DDPM's beta-tilde variance). One score evaluation per step; the state
-is multiplied back by m(t_{i+1}). The noise z of each interval is an independent draw (or, with
-``sample(..., noise="brownian")``, a Brownian increment of the sample's own path).
+for eta = 1 is exactly ancestral sampling with DDPM's beta-tilde variance), nor, by default, the last. One score
+evaluation per step; the state is multiplied back by m(t_{i+1}). The noise z of each interval is an independent
+draw (or, with ``sample(..., noise="brownian")``, a Brownian increment of the sample's own path).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class DPMSolverPP2MSDE(Solver):
         eta: Share of the reverse SDE's noise (1: the reverse SDE; 0: DPM-Solver++(2M) on the ODE).
         s_noise: Scale of the injected noise (k-diffusion's s_noise; 1 is exact).
         solver_type: "midpoint" (k-diffusion's default) or "heun", the weight of the multistep correction.
+        lower_order_final: Take the last step with first order, as DPM-Solver++ does for few steps (measured on
+            the oracle at 10 NFE: 64-D Gaussian under VP 1.22 -> 1.11 x the noise floor, 2-D mixture under VP
+            0.8% -> 0.5% of samples off every mode; no loss at 20 NFE).
         grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr": measured best at 10-50 NFE).
         rho: Exponent of the "karras" grid.
     """
@@ -51,6 +54,7 @@ class DPMSolverPP2MSDE(Solver):
         eta: float = 1.0,
         s_noise: float = 1.0,
         solver_type: str = "midpoint",
+        lower_order_final: bool = True,
         *,
         grid: str | None = None,
         rho: float = 7.0,
@@ -61,7 +65,10 @@ class DPMSolverPP2MSDE(Solver):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {list(SOLVER_TYPES)}, got {solver_type!r}")
+        if lower_order_final not in (True, False):
+            raise ValueError(f"lower_order_final must be a bool, got {lower_order_final!r}")
         self.eta, self.s_noise, self.solver_type = float(eta), float(s_noise), solver_type
+        self.lower_order_final = bool(lower_order_final)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
@@ -72,7 +79,8 @@ class DPMSolverPP2MSDE(Solver):
         eta_h = self.eta * h
         decay = -math.expm1(-h - eta_h)  # 1 - e^{-(1 + eta) h}
         out = (s1 / s0 * math.exp(-eta_h)) * x_tilde + decay * denoised
-        if i > 0:  # ctx.memory holds the previous step's D and h
+        final = self.lower_order_final and i == len(c.dt) - 1
+        if i > 0 and not final:  # ctx.memory holds the previous step's D and h
             r = ctx.memory["h"] / h
             if self.solver_type == "heun":
                 weight = 1 - decay / (h + eta_h)
@@ -85,4 +93,5 @@ class DPMSolverPP2MSDE(Solver):
         return m1 * out
 
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"eta": self.eta, "s_noise": self.s_noise, "solver_type": self.solver_type}
+        return super().describe() | {"eta": self.eta, "s_noise": self.s_noise, "solver_type": self.solver_type,
+                                     "lower_order_final": self.lower_order_final}  # fmt: skip
