@@ -95,11 +95,12 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
         "denoise": cfg.denoise,
         "ema": cfg.ema,
         "extractor": cfg.extractor,
-    }
+    } | ({"nfe": cfg.nfe} if cfg.get("nfe") is not None else {})  # points without a budget keep their old digest
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_=," else "-" for c in label)
     steps = "default" if cfg.steps is None else cfg.steps
-    return Path(cfg.out_dir) / "points" / f"{safe}_steps{steps}_{digest}.json", identity
+    steps = f"nfe{cfg.nfe}" if cfg.get("nfe") is not None else f"steps{steps}"
+    return Path(cfg.out_dir) / "points" / f"{safe}_{steps}_{digest}.json", identity
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any] | None:
@@ -119,8 +120,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     solver = instantiate(cfg.solver)
     samples, info = sample_sharded(ckpt.sde, ckpt.score_fn, int(cfg.num_samples), ckpt.event_shape,
                                    seed=int(cfg.seed), batch_size=int(cfg.batch_size), device=device,
-                                   solver=solver, steps=cfg.steps, eps=cfg.eps, denoise=cfg.denoise,
-                                   progress=cfg.progress)  # fmt: skip
+                                   solver=solver, steps=cfg.steps, nfe=cfg.get("nfe"), eps=cfg.eps,
+                                   denoise=cfg.denoise, progress=cfg.progress)  # fmt: skip
     if samples is None:
         return None  # not rank 0: rank 0 scores and writes the point
     nfe, wall, steps = max(info.nfe), info.wall_time, info.steps
@@ -144,6 +145,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "steps": None if adaptive else steps,  # an adaptive ODE solve reports one output interval
         "steps_requested": cfg.steps,
         "adaptive": adaptive,
+        "nfe_requested": cfg.get("nfe"),
         "nfe": nfe,
         "wall_time": round(wall, 3),
         **scores,

@@ -58,6 +58,9 @@ SOLVERS = {
     "edm_heun": ({"solver": "edm_heun"}, "fast"),
     "dpm_solver2": ({"solver": "dpm_solver2"}, "fast"),
     "dpm_solver3": ({"solver": "dpm_solver3"}, "fast"),
+    "dpm_solver": ({"solver": "dpm_solver"}, "fast"),
+    "unipc": ({"solver": "unipc"}, "fast"),
+    "ddim": ({"solver": "ddim"}, "fast"),
 }
 
 
@@ -138,7 +141,7 @@ def accuracy(quick: bool) -> list[dict]:
                                               **options, **extra)  # fmt: skip
                     fd, tv = prob.error(x)
                     flow_rmse = math.nan  # deterministic solvers on the Gaussian: distance to the exact flow map
-                    if not prob.mixture and (solver.startswith(("ode", "edm", "dpm"))):
+                    if not prob.mixture and (solver.startswith(("ode", "edm", "dpm", "unipc", "ddim"))):
                         exact = data.flow(sde, prob.x_T.double(), sde.T, EPS)
                         flow_rmse = float((x.double() - exact).pow(2).mean().sqrt())
                     rows.append(dict(solver=solver, sde=sname, problem=pname, steps=info.steps, setting=label,

@@ -60,8 +60,9 @@ class LikelihoodResult:
         z: The latent x(T), shape (B, *event_shape).
         prior_logp: log N(z; 0, prior_std^2 I), shape (B,).
         delta_logp: int_eps^T div f~(x(t), t) dt (its estimate for Hutchinson divergences), shape (B,).
-        nfe: Number of score evaluations (= right-hand-side evaluations).
+        nfe: Number of score evaluations (= right-hand-side evaluations; batched calls with ``per_sample``).
         wall_time: Seconds spent in the solve.
+        nfe_per_sample: Evaluations of each sample, shape (B,), with ``per_sample=True``; else None.
     """
 
     logp: Tensor
@@ -70,6 +71,7 @@ class LikelihoodResult:
     delta_logp: Tensor
     nfe: int
     wall_time: float
+    nfe_per_sample: Tensor | None = None
 
     @property
     def nats_per_dim(self) -> Tensor:
@@ -161,6 +163,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     options: dict | None = None,
     progress: bool = False,
+    per_sample: bool = False,
 ) -> LikelihoodResult:
     """log p(x) of the probability-flow ODE model (Song et al. 2021, appendix D.2), in nats.
 
@@ -179,6 +182,11 @@ def log_likelihood(
         generator: Random source of the Hutchinson probes.
         options: Extra torchdiffeq solver options (the error norm is fixed, see the module docstring).
         progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
+        per_sample: With method "dopri5", solve every sample with its own step size and time
+            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample error norm): the batch
+            costs the sum of its samples' evaluations, not the batch size times the hardest sample's, and a
+            sample's result does not depend on its batch. ``nfe`` then counts batched calls; the per-sample counts
+            are in ``nfe_per_sample``.
 
     Returns:
         A :class:`LikelihoodResult`.
@@ -219,12 +227,18 @@ def log_likelihood(
             [torch.as_tensor(options.get("step_t", []), dtype=x.dtype), times[1:].cpu()]
         ).unique()
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
+    nfe_per_sample = None
     try:
-        xs, deltas = torchdiffeq.odeint(rhs, state, times, rtol=rtol, atol=atol, method=method, options=options)
+        if per_sample:
+            if method != "dopri5" or options.keys() - {"norm", "step_t"}:
+                raise ValueError(f"per_sample=True needs method='dopri5' and no options, got {method!r}, {options}")
+            (z, delta_logp), nfe_per_sample = _solve_per_sample(rhs, estimator, state, eps, sde.T, rtol, atol)
+        else:
+            xs, deltas = torchdiffeq.odeint(rhs, state, times, rtol=rtol, atol=atol, method=method, options=options)
+            z, delta_logp = xs[-1], deltas[-1]
     finally:
         if bar is not None:
             bar.close()
-    z, delta_logp = xs[-1], deltas[-1]
     prior_logp = sde.prior_logp(z)
     return LikelihoodResult(
         logp=prior_logp + delta_logp,
@@ -233,7 +247,26 @@ def log_likelihood(
         delta_logp=delta_logp,
         nfe=rhs.score.calls,
         wall_time=time.perf_counter() - start,
+        nfe_per_sample=nfe_per_sample,
     )
+
+
+def _solve_per_sample(rhs: AugmentedFlow, estimator: Divergence, state, t0: float, t1: float, rtol: float,
+                      atol: float) -> tuple[tuple[Tensor, Tensor], Tensor]:  # fmt: skip
+    """The augmented ODE with a step size per sample; Hutchinson probes follow their samples."""
+    from .solvers.adaptive_ode import dopri5_per_sample
+
+    probes = getattr(estimator, "probes", None)
+
+    def f(t: Tensor, y: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor]:
+        if probes is not None:
+            estimator.probes = probes[:, idx]
+        return rhs(t.to(y[0].dtype), (y[0], y[1]))
+
+    res = dopri5_per_sample(f, state, t0, t1, rtol=rtol, atol=atol)
+    if probes is not None:
+        estimator.probes = probes
+    return (res.y[0], res.y[1]), res.nfe_per_sample
 
 
 def bits_per_dim(

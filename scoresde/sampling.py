@@ -10,6 +10,7 @@ from torch import Tensor
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+from .solvers.noise import BrownianNoise, NoiseSource
 
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
@@ -24,6 +25,21 @@ def make_solver(solver: str | Solver, **options: Any) -> Solver:
     if isinstance(solver, str) and solver in SOLVERS:
         return SOLVERS[solver](**options)
     raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+
+
+def make_noise(
+    noise: str | NoiseSource | None, seed: int | None, generator: torch.Generator | None, eps: float, T: float
+) -> NoiseSource | None:
+    """The run's noise source from ``sample``'s ``noise`` and ``seed`` options (None: the generator's draws)."""
+    if noise is None or isinstance(noise, NoiseSource):
+        if seed is not None:
+            raise ValueError("seed applies only to noise='brownian'")
+        return noise
+    if noise != "brownian":
+        raise ValueError(f"noise must be None, 'brownian' or a NoiseSource, got {noise!r}")
+    if seed is None:
+        seed = int(torch.randint(2**62, (), generator=generator, device=generator.device if generator else "cpu"))
+    return BrownianNoise(seed, eps, T)
 
 
 def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
@@ -56,6 +72,7 @@ def sample(
     *,
     solver: str | Solver = "pc",
     steps: int | None = None,
+    nfe: int | None = None,
     eps: float = 1e-3,
     denoise: bool = True,
     generator: torch.Generator | None = None,
@@ -65,6 +82,8 @@ def sample(
     start: Tensor | None = None,
     callback: Callback | None = None,
     trajectory: bool = False,
+    noise: str | NoiseSource | None = None,
+    seed: int | None = None,
     **solver_options: Any,
 ) -> tuple[Tensor, SampleInfo]:
     """Sample from the model whose score is ``score_fn`` by solving the reverse-time process of ``sde``.
@@ -76,8 +95,13 @@ def sample(
         solver: A name in ``scoresde.solvers.SOLVERS`` ("pc", "euler_maruyama", "ode", "ald", ...) or a Solver.
         steps: Grid intervals; None takes the solver's default: 1000 (EM, PC, reverse diffusion, ancestral),
             10 noise levels (ALD), 1 output interval (adaptive ODE) or 100 steps (fixed-step ODE), 18 (EDM), 20 (DPM).
+        nfe: Budget of score evaluations for the solve instead of ``steps`` (give at most one of them). The solver
+            plans its grid to spend at most ``nfe`` (e.g. nfe // 2 Heun steps); the final denoising call is not
+            counted in the budget, so ``info.nfe <= nfe + denoise``. An adaptive solver that needs more raises
+            :class:`~scoresde.solvers.BudgetExceededError`.
         eps: End time in (0, T); the reverse process stops there.
-        denoise: Finish with Tweedie's denoising step at eps (one more score evaluation, counted in nfe).
+        denoise: Finish with Tweedie's denoising step at eps (one more score evaluation, counted in ``info.nfe``
+            but not in the ``nfe`` budget).
         generator: Random generator for the prior draw and every noise draw.
         device: Device of the sample (default: the generator's, start's, or the default device).
         dtype: Floating dtype of the sample (default: start's or torch's default).
@@ -85,13 +109,18 @@ def sample(
         start: x_T to start from instead of a prior draw, shape (B, *event_shape).
         callback: ``callback(i, t, x)`` after every step with the state x at time t.
         trajectory: Store the states at every grid time in ``info.trajectory``, shape (N + 1, B, *event_shape).
+        noise: Where the solver's noise comes from: None (independent draws from ``generator``), "brownian"
+            (a Brownian path per sample keyed by (seed, index in the batch), so a sample keeps its path when the
+            step count, grid or batch changes: :class:`~scoresde.solvers.noise.BrownianNoise`) or a NoiseSource.
+        seed: Seed of the "brownian" paths (None: drawn from ``generator``).
         **solver_options: Constructor arguments of the named solver, e.g. ``method="rk4"`` or ``corrector="none"``.
 
     Returns:
-        The samples, shape (B, *event_shape), and a :class:`SampleInfo` (nfe, wall_time, steps, ...).
+        The samples, shape (B, *event_shape), and a :class:`SampleInfo` (nfe spent, wall_time, steps, ...).
 
     Raises:
-        ValueError: for an unknown solver, steps < 1, eps outside (0, T), a score of the wrong shape.
+        ValueError: for an unknown solver, steps < 1, both steps and nfe, an nfe below one step's cost, eps
+            outside (0, T), a score of the wrong shape.
         NonFiniteError: if the trajectory becomes NaN or infinite (names the step and time).
     """
     if not isinstance(sde, SDE):
@@ -99,15 +128,16 @@ def sample(
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     solver = make_solver(solver, **solver_options)
-    steps = solver.default_steps if steps is None else steps
-    times = solver.grid(sde, steps, eps)
+    times = solver.plan(sde, eps, steps=steps, nfe=nfe)
     solver.check(sde)
     if device is None:
         device = start.device if isinstance(start, Tensor) else generator.device if generator is not None else None
     device = torch.device(device) if device is not None else torch.empty(0).device
     if generator is not None and generator.device.type != device.type:
         raise ValueError(f"generator is on {generator.device} but the sample is on {device}")
-    score = CountingScore(score_fn)
+    score = CountingScore(score_fn, budget=nfe)
+    noise_source = make_noise(noise, seed, generator, eps, sde.T)
+    stats: dict[str, Any] = {}
     x = _initial_state(sde, shape, start, generator, device, dtype)
 
     def run() -> tuple[Tensor, Tensor | None]:
@@ -122,7 +152,11 @@ def sample(
                 callback=callback,
                 trajectory=trajectory,
                 progress=progress,
+                nfe_budget=nfe,
+                stats=stats,
+                noise=noise_source,
             )
+            score.budget = None  # the final denoising call is outside the solve's budget
             if denoise:
                 out = tweedie_denoise(sde, score, out, float(times[-1]))
                 if not bool(torch.isfinite(out).all()):
@@ -130,6 +164,6 @@ def sample(
         return out, traj
 
     (out, traj), wall = timed(run, x.device)
-    extras = solver.describe() | {"denoise": denoise}
+    extras = solver.describe() | {"denoise": denoise} | stats
     info = SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, traj)
     return out, info

@@ -44,9 +44,9 @@ def test_every_solver_runs_on_every_sde_and_shape(sde, event_shape, config):
 def test_solver_names_and_objects():
     assert set(SOLVERS) >= {"euler_maruyama", "pc", "ald", "ode"}
     with pytest.raises(
-        ValueError, match=r"solver must be one of \['ald', 'ancestral', .*'euler_maruyama', 'ode', 'pc'"
+        ValueError, match=r"solver must be one of \[.*'ald', 'ancestral', .*'euler_maruyama', .*'ode', 'pc'"
     ):
-        scoresde.sample(scoresde.VPSDE(), DATA.score_fn(scoresde.VPSDE()), (2, 2), solver="ddim")
+        scoresde.sample(scoresde.VPSDE(), DATA.score_fn(scoresde.VPSDE()), (2, 2), solver="no_such_solver")
     with pytest.raises(TypeError, match="only accepted with a solver name"):
         scoresde.sample(scoresde.VPSDE(), lambda x, t: x, (2, 2), solver=PredictorCorrector(), snr=0.1)
 

@@ -47,13 +47,12 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
         data_range=data_range,
         reference=dataset.train[:4000] if dataset is not None else None,
         seed=int(cfg.seed),
-        sample_options={"progress": bool(cfg.progress)},
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
              config["solver"].get("_target_"))  # fmt: skip
     x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                              batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
-                             steps=cfg.steps, progress=bool(cfg.progress))  # fmt: skip
+                             steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress))  # fmt: skip
     if x is None:
         return None
     nfe = max(info.nfe)

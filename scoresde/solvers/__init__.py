@@ -5,11 +5,26 @@ a new solver is a :class:`Solver` subclass with a ``step`` method, added here or
 """
 
 from . import grids
+from .adaptive_sde import AdaptiveSDE
 from .ald import AnnealedLangevinDynamics
-from .base import CountingScore, GridCoefficients, NonFiniteError, SampleInfo, Solver, StepContext, integrate
-from .dpm_solver import DPMSolver2, DPMSolver3
+from .base import (
+    BudgetExceededError,
+    CountingScore,
+    GridCoefficients,
+    NonFiniteError,
+    SampleInfo,
+    Solver,
+    StepContext,
+    integrate,
+)
+from .ddim import DDIM
+from .dpm_solver import DPMSolver, DPMSolver2, DPMSolver3
+from .dpm_solver_sde import DPMSolverPP2MSDE
 from .edm import EDMHeun
+from .edm_sde import EDMStochastic
 from .euler_maruyama import EulerMaruyama
+from .exponential import ExponentialIntegrator
+from .noise import BrownianNoise, GeneratorNoise, NoiseSource
 from .ode import ODE_METHODS, ProbabilityFlowODE
 from .pc import (
     CORRECTORS,
@@ -25,6 +40,7 @@ from .pc import (
     PredictorCorrector,
     ReverseDiffusion,
 )
+from .unipc import UniPC
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
@@ -36,6 +52,12 @@ SOLVERS: dict[str, type[Solver]] = {
     "edm_heun": EDMHeun,
     "dpm_solver2": DPMSolver2,
     "dpm_solver3": DPMSolver3,
+    "dpmpp_2m_sde": DPMSolverPP2MSDE,
+    "edm_sde": EDMStochastic,
+    "adaptive_sde": AdaptiveSDE,
+    "dpm_solver": DPMSolver,
+    "unipc": UniPC,
+    "ddim": DDIM,
 }
 
 __all__ = [
@@ -49,6 +71,7 @@ __all__ = [
     "CountingScore",
     "SampleInfo",
     "NonFiniteError",
+    "BudgetExceededError",
     "integrate",
     "grids",
     "EulerMaruyama",
@@ -67,4 +90,14 @@ __all__ = [
     "EDMHeun",
     "DPMSolver2",
     "DPMSolver3",
+    "DPMSolverPP2MSDE",
+    "EDMStochastic",
+    "AdaptiveSDE",
+    "NoiseSource",
+    "GeneratorNoise",
+    "BrownianNoise",
+    "DPMSolver",
+    "UniPC",
+    "DDIM",
+    "ExponentialIntegrator",
 ]

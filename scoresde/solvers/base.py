@@ -6,6 +6,10 @@ A sampler is split into three parts that never know each other (cf. diffrax): th
 ``t_{i+1}``. :func:`integrate` walks the grid once for every solver: it calls the solver, records the
 trajectory, calls the user's callback and checks for non-finite values.
 
+A run is planned in score evaluations or in steps: :meth:`Solver.plan` turns ``steps`` or an ``nfe`` budget into
+the grid (``nfe_per_step`` evaluations per interval by default; solvers whose cost varies override it), and
+:class:`CountingScore` enforces the budget, so no solver can spend more than it was given.
+
 Everything a step needs that depends only on the grid (m, s, f, g^2 at every grid time; the ratio r and
 variance v of the exact one-step kernel of every interval) is computed once per run, in float64, by
 :class:`GridCoefficients` and stored as Python floats, so a step does only the tensor arithmetic of its
@@ -15,6 +19,7 @@ update rule: no per-step input validation, no host-device synchronisation.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from torch import Tensor
 
 from ..sde import SDE, ScoreFn
 from . import grids
+from .noise import NoiseSource
 
 Callback = Callable[[int, float, Tensor], None]
 """``callback(i, t, x)``: called after step ``i`` with the state ``x`` at grid time ``t = t_{i+1}``."""
@@ -34,16 +40,22 @@ class NonFiniteError(FloatingPointError):
     """A sampler produced NaN or infinite values; the message names the first bad step and its time."""
 
 
+class BudgetExceededError(RuntimeError):
+    """A solver asked for more score evaluations than its ``nfe`` budget allows (an adaptive solve that needs more)."""
+
+
 @dataclass
 class SampleInfo:
     """What a sampling run reports.
 
     Attributes:
-        nfe: Number of score evaluations actually made (including the final denoising call).
+        nfe: Number of score evaluations actually made (including the final denoising call, which an ``nfe``
+            budget does not count).
         wall_time: Seconds from the prior draw to the returned sample.
         steps: Number of grid intervals walked (e.g. levels for ALD, output intervals for adaptive ODEs).
         solver: Name of the solver class.
-        extras: Solver-specific settings and statistics (``Solver.describe()``), e.g. predictor/corrector names.
+        extras: Solver-specific settings (``Solver.describe()``, e.g. predictor/corrector names, grid) and per-run
+            statistics (``StepContext.stats``, e.g. NFE per sample of an adaptive solver).
         times: Grid times t_0 = T > ... > t_N = eps, shape (N + 1,), float64 on the CPU.
         trajectory: States at every grid time, shape (N + 1, B, *event_shape), if requested; else None.
     """
@@ -58,19 +70,24 @@ class SampleInfo:
 
 
 class CountingScore:
-    """A score function that counts its calls and checks the shape of what it returns.
+    """A score function that counts its calls, enforces a budget and checks the shape of what it returns.
 
     Args:
         score_fn: ``score_fn(x, t)`` with x of shape (B, *event_shape) and t of shape (B,).
+        budget: Most calls allowed (None: unlimited); a call beyond it raises :class:`BudgetExceededError`.
+            Solvers plan their steps to stay within it, so only a solver that cannot (an adaptive one) meets it.
     """
 
-    def __init__(self, score_fn: ScoreFn) -> None:
+    def __init__(self, score_fn: ScoreFn, budget: int | None = None) -> None:
         if not callable(score_fn):
             raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
         self.score_fn = score_fn
         self.calls = 0
+        self.budget = budget
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if self.budget is not None and self.calls >= self.budget:
+            raise BudgetExceededError(f"the solve needs more than its budget of nfe={self.budget} score evaluations")
         self.calls += 1
         out = self.score_fn(x, t)
         if not isinstance(out, Tensor) or out.shape != x.shape:
@@ -123,7 +140,16 @@ class GridCoefficients:
 
 @dataclass
 class StepContext:
-    """What a solver's ``step`` may use besides the state: the process, the grid and a noise source."""
+    """What a solver's ``step`` may use besides the state: the process, the grid and a noise source.
+
+    Attributes:
+        nfe_budget: Most score evaluations the run may spend, the final denoising call excluded (None: unlimited).
+            The grid from :meth:`Solver.plan` already fits it; solvers whose cost per interval varies (order
+            mixing, adaptive stepping) read it to decide how to spend it.
+        stats: Per-run statistics a solver reports (e.g. NFE per sample); merged into ``SampleInfo.extras``.
+        memory: Per-run scratch space of a solver, empty at the start of every run (e.g. a multistep method's
+            previous model outputs).
+    """
 
     sde: SDE
     score: CountingScore
@@ -131,30 +157,99 @@ class StepContext:
     times: Tensor  # (N + 1,) grid times in the sample's dtype and device
     batch: int
     generator: torch.Generator | None
+    nfe_budget: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def t(self, i: int) -> Tensor:
         """Grid time t_i as a (B,) tensor for the score function (a view, no copy)."""
         return self.times[i].expand(self.batch)
 
+    noise_source: NoiseSource | None = None  # None: independent draws from ``generator``
+
     def noise(self, like: Tensor) -> Tensor:
-        """Standard normal noise of ``like``'s shape, dtype and device, from the run's generator."""
+        """A fresh standard normal draw of ``like``'s shape, dtype and device (from :attr:`noise_source`)."""
+        if self.noise_source is not None:
+            return self.noise_source.normal(like)
         return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)
+
+    def increment(self, like: Tensor, i: int) -> Tensor:
+        """The normalised Brownian increment (W(t_i) - W(t_{i+1})) / sqrt(t_i - t_{i+1}) of grid interval i, ~ N(0, I).
+
+        An independent draw like :meth:`noise` by default; the increment of each sample's own path under a
+        :class:`~.noise.BrownianNoise` source (``sample(..., noise="brownian")``).
+        """
+        if self.noise_source is None:
+            return self.noise(like)
+        t = self.times.new_tensor(0, dtype=torch.float64, device="cpu")
+        return self.noise_source.increment(like, t + self.coeffs.t[i], t + self.coeffs.t[i + 1])
+
+
+def check_count(name: str, value: Any) -> int:
+    """Validate a count (an integer >= 1, not a bool); return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
 
 
 class Solver(abc.ABC):
     """A numerical method for the reverse-time process, moving the state one grid interval per :meth:`step`.
 
-    Subclasses set ``order`` (convergence order of the method, None where it has no single one) and
-    ``default_steps``, implement :meth:`step` and may override :meth:`grid` (where steps fall) and
-    :meth:`check` (refuse SDEs or settings for which the method is not meaningful).
+    Subclasses set ``order`` (convergence order of the method, None where it has no single one),
+    ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval) and ``default_grid`` (a name in
+    :data:`grids.GRIDS`), implement :meth:`step` and may override :meth:`plan` (how a budget becomes a grid;
+    needed where the cost is not steps x nfe_per_step) and :meth:`check` (refuse SDEs or settings for which the
+    method is not meaningful). Subclasses with their own ``__init__`` call ``super().__init__(grid=grid, rho=rho)``.
+
+    Args:
+        grid: Where the steps fall: a name in ``grids.GRIDS`` ("uniform" in t, "log_snr" uniform in
+            lambda = -log sigma, "quadratic" in t, "karras" sigma^(1/rho) uniform); None: ``default_grid``.
+        rho: Exponent of the "karras" grid (EDM: 7); unused by the other grids.
     """
 
     order: float | None = None
     default_steps: int = 1000
+    nfe_per_step: int = 1
+    default_grid: str = "uniform"
+    grid_name: str | None = None
+    rho: float = 7.0
+
+    def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
+        if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+            raise ValueError(f"rho must be a positive number, got {rho!r}")
+        self.grid_name = None if grid is None else grids.check_name(grid)
+        self.rho = float(rho)
+
+    @property
+    def grid_kind(self) -> str:
+        """The name of the grid this solver walks: the ``grid`` option or the solver's ``default_grid``."""
+        return self.grid_name or self.default_grid
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """Grid times T = t_0 > ... > t_steps = eps, float64 of shape (steps + 1,). Uniform in t by default."""
-        return grids.uniform(sde, steps, eps)
+        """Grid times T = t_0 > ... > t_steps = eps, float64 of shape (steps + 1,), on :attr:`grid_kind`."""
+        return grids.make(self.grid_kind, sde, steps, eps, rho=self.rho)
+
+    def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
+        """The time grid of a run with ``steps`` intervals or within a budget of ``nfe`` score evaluations.
+
+        Give at most one of them; neither takes ``default_steps``. A budget buys nfe // nfe_per_step intervals.
+
+        Returns:
+            Grid times T = t_0 > ... > t_N = eps, float64 of shape (N + 1,).
+
+        Raises:
+            ValueError: if both are given, or the budget is below the cost of one interval.
+        """
+        if steps is not None and nfe is not None:
+            raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+        if nfe is not None:
+            steps = check_count("nfe", nfe) // self.nfe_per_step
+            if steps < 1:
+                raise ValueError(
+                    f"nfe={nfe} is below the minimum of {self.nfe_per_step} score evaluations for "
+                    f"{type(self).__name__} (its cost per step)"
+                )
+        return self.grid(sde, self.default_steps if steps is None else steps, eps)
 
     def check(self, sde: SDE) -> None:
         """Raise ``ValueError`` if this solver cannot sample from ``sde``; every linear SDE is fine by default."""
@@ -174,8 +269,8 @@ class Solver(abc.ABC):
         """
 
     def describe(self) -> dict[str, Any]:
-        """Settings worth reporting in :attr:`SampleInfo.extras`."""
-        return {}
+        """Settings worth reporting in :attr:`SampleInfo.extras` (subclasses add theirs to ``super().describe()``)."""
+        return {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
@@ -193,6 +288,9 @@ def integrate(
     callback: Callback | None = None,
     trajectory: bool = False,
     progress: bool = False,
+    nfe_budget: int | None = None,
+    stats: dict[str, Any] | None = None,
+    noise: NoiseSource | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Walk the grid ``times`` with ``solver`` from the state ``x`` at ``times[0]``: the one integration loop.
 
@@ -210,6 +308,10 @@ def integrate(
         callback: Called as ``callback(i, t_{i+1}, x)`` after every step.
         trajectory: Also return the states at every grid time, shape (N + 1, B, *event_shape).
         progress: Show a tqdm progress bar.
+        nfe_budget: The run's budget of score evaluations, for solvers that decide how to spend it
+            (:attr:`StepContext.nfe_budget`); ``score`` enforces it.
+        stats: A dict that becomes :attr:`StepContext.stats` and receives the solver's per-run statistics.
+        noise: The run's noise source (:attr:`StepContext.noise_source`); None: draws from ``generator``.
 
     Returns:
         The state at ``times[-1]`` and the trajectory (or None).
@@ -218,7 +320,10 @@ def integrate(
         NonFiniteError: if the state became NaN or infinite; names the first such step and time.
     """
     coeffs = GridCoefficients.from_grid(sde, times)
-    ctx = StepContext(sde, score, coeffs, times.to(dtype=x.dtype, device=x.device), x.shape[0], generator)
+    ctx = StepContext(sde, score, coeffs, times.to(dtype=x.dtype, device=x.device), x.shape[0], generator, nfe_budget)
+    if stats is not None:
+        ctx.stats = stats
+    ctx.noise_source = noise
     n = len(coeffs.dt)
     finite: list[Tensor] = []
     states = [x] if trajectory else None

@@ -14,12 +14,8 @@ which is ``sample(..., denoise=True)``. Default grid: EDM's rho = 7 schedule (eq
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from ..sde import SDE
-from . import grids
 from .base import Solver, StepContext
 
 
@@ -28,18 +24,16 @@ class EDMHeun(Solver):
 
     Args:
         rho: Exponent of the sigma grid, sigma_i^(1/rho) uniform (EDM: 7).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "karras").
     """
 
     order = 2
     default_steps = 18  # EDM's CIFAR-10 setting: 18 steps, 35 NFE with their final Euler step
+    nfe_per_step = 2
+    default_grid = "karras"
 
-    def __init__(self, rho: float = 7.0) -> None:
-        if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and rho > 0):
-            raise ValueError(f"rho must be a positive number, got {rho!r}")
-        self.rho = float(rho)
-
-    def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        return grids.karras(sde, steps, eps, rho=self.rho)
+    def __init__(self, rho: float = 7.0, *, grid: str | None = None) -> None:
+        super().__init__(grid=grid, rho=rho)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
@@ -49,6 +43,3 @@ class EDMHeun(Solver):
         x_euler = m1 * (x_tilde + (s1 - s0) * d0)
         d1 = (-s1 * m1) * ctx.score(x_euler, ctx.t(i + 1))
         return m1 * (x_tilde + (0.5 * (s1 - s0)) * (d0 + d1))
-
-    def describe(self) -> dict[str, Any]:
-        return {"rho": self.rho}

@@ -26,4 +26,4 @@ class EulerMaruyama(Solver):
         c = ctx.coeffs
         dt, g2 = c.dt[i], c.g2[i]
         score = ctx.score(x, ctx.t(i))
-        return x * (1 - c.f[i] * dt) + (g2 * dt) * score + math.sqrt(g2 * dt) * ctx.noise(x)
+        return x * (1 - c.f[i] * dt) + (g2 * dt) * score + math.sqrt(g2 * dt) * ctx.increment(x, i)

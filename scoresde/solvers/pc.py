@@ -39,32 +39,73 @@ class ReverseDiffusion(Predictor):
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         r, v = ctx.coeffs.r[i], ctx.coeffs.v[i]
-        return (2 - r) * x + v * ctx.score(x, ctx.t(i)) + math.sqrt(v) * ctx.noise(x)
+        return (2 - r) * x + v * ctx.score(x, ctx.t(i)) + math.sqrt(v) * ctx.increment(x, i)
+
+
+ANCESTRAL_VARIANCES = ("beta_tilde", "beta", "analytic")
 
 
 class Ancestral(Predictor):
     """Ancestral sampling: draw x_{t_{i+1}} from the forward posterior q(x_{t_{i+1}} | x_{t_i}, x_0) at Tweedie's x_0.
 
     For the kernel x_{t_i} = r x_{t_{i+1}} + sqrt(v) z the posterior mean with m(t_i) x0_hat = x + s_i^2 score is
-    (x + v score) / r and its variance v s_{i+1}^2 / s_i^2, so
+    (x + v score) / r, so
 
-        x_{i+1} = (x_i + v_i s(x_i, t_i)) / r_i + sqrt(v_i s_{i+1}^2 / s_i^2) z.
+        x_{i+1} = (x_i + v_i s(x_i, t_i)) / r_i + sigma_i z,
 
-    For VP this is DDPM's rule (Ho et al. 2020, eq. 11; paper eq. 47) with the posterior variance beta-tilde,
-    for VE SMLD's ancestral rule (paper eq. 45); sub-VP gets its own from the same formula.
+    for VP DDPM's rule (Ho et al. 2020, eq. 11; paper eq. 47), for VE SMLD's (paper eq. 45); sub-VP gets its own
+    from the same formula. The reverse variance sigma_i^2 is one of
+
+    * "beta_tilde": the posterior variance lambda_i^2 = v_i s_{i+1}^2 / s_i^2, exact when x_0 is known: DDPM's
+      sigma^2 = beta-tilde. It ignores the uncertainty of x0_hat, so on a coarse grid samples are too narrow
+      (VP, 100 steps: 0.82 of the target variance on the 64-D Gaussian);
+    * "beta": sigma^2 = v_i, DDPM's other choice and the reference implementation's (score_sde_pytorch);
+    * "analytic": Analytic-DPM's optimal variance (Bao et al. 2022, Thm. 1) in this kernel's terms,
+      lambda_i^2 + b_i^2 (s_i / m_i)^2 (1 - s_i^2 Gamma_i), clipped to [lambda_i^2, lambda_i^2 + b_i^2 (s_i / m_i)^2],
+      where b_i = m_{i+1} v_i / s_i^2 is the posterior mean's weight on x_0 and Gamma_i = E||s(x, t_i)||^2 / D
+      (so (s_i / m_i)^2 (1 - s_i^2 Gamma_i) is the mean posterior variance of x_0). Bao et al. estimate Gamma_i by
+      Monte Carlo over data; here it is the mean over the batch being sampled (no extra evaluation), so, like the
+      reference's Langevin step, a sample depends on its batch.
+
+    Args:
+        variance: "analytic" (default: measured best, see benchmarks/stochastic_solvers.py), "beta_tilde" or
+            "beta" (see above).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
     """
 
     order = 0.5
 
+    def __init__(self, variance: str = "analytic", *, grid: str | None = None, rho: float = 7.0) -> None:
+        super().__init__(grid=grid, rho=rho)
+        if variance not in ANCESTRAL_VARIANCES:
+            raise ValueError(f"variance must be one of {list(ANCESTRAL_VARIANCES)}, got {variance!r}")
+        self.variance = variance
+
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
         r, v = c.r[i], c.v[i]
-        std = math.sqrt(v) * c.s[i + 1] / c.s[i]
-        return (x + v * ctx.score(x, ctx.t(i))) / r + std * ctx.noise(x)
+        score = ctx.score(x, ctx.t(i))
+        lam2 = v * (c.s[i + 1] / c.s[i]) ** 2
+        if self.variance == "beta":
+            var: Tensor | float = v
+        elif self.variance == "analytic":
+            b2_x0var = (c.m[i + 1] * v / c.s[i] ** 2) ** 2 * (c.s[i] / c.m[i]) ** 2
+            gamma = score.flatten(1).pow(2).mean()
+            var = lam2 + b2_x0var * (1 - c.s[i] ** 2 * gamma).clamp(0.0, 1.0)
+        else:
+            var = lam2
+        std = var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)
+        return (x + v * score) / r + std * ctx.increment(x, i)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"variance": self.variance}
 
 
 class NoPredictor(Predictor):
     """The identity: corrector-only sampling (paper Table 1, "C2000"). No score evaluation."""
+
+    nfe_per_step = 0
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return x
@@ -112,24 +153,50 @@ class _LangevinBase(Corrector):
         return x
 
 
+SNR_RULES = ("sample", "batch")
+
+
 class Langevin(_LangevinBase):
-    """Langevin corrector with a signal-to-noise step size (paper Algorithm 5), per sample.
+    """Langevin corrector with a signal-to-noise step size (paper Algorithm 5).
 
-        eps_b = 2 alpha_i (snr ||z_b|| / ||s(x_b)||)^2,   x_b <- x_b + eps_b s(x_b) + sqrt(2 eps_b) z_b,
+        eps = 2 alpha_i (snr ||z|| / ||s(x)||)^2,   x <- x + eps s(x) + sqrt(2 eps) z,
 
-    with alpha_i = r_i^2 of the kernel into t_i (1 - beta_i for VP, 1 for VE). Unlike the reference code the
-    norms are taken per sample, so a sample's update never depends on the rest of its batch.
+    with alpha_i = r_i^2 of the kernel into t_i (1 - beta_i for VP, 1 for VE) and the norms taken
 
-    Caveat: a step size that depends on the state is not a valid Langevin step size. For small steps the chain
-    leaves p(x) ||s(x)||^2 invariant instead of p(x), which inflates low-dimensional samples (measured: up to 30%
-    too large variance on a 16-D Gaussian, 12% at 64-D; in 2-D it is unusable). The norms concentrate as the
-    dimension grows, which is the regime (images) the rule was designed for; in low dimension use
+    * per sample ("sample"): eps_b from sample b's own z_b and s(x_b), so a sample's update never depends on the
+      rest of its batch; or
+    * over the batch ("batch"): ||z|| and ||s(x)|| are the batch means of the per-sample norms, one eps for the
+      whole batch, as in the reference code (score_sde_pytorch, ``LangevinCorrector``). A sample then depends on
+      its batch-mates (and on the batch size).
+
+    A step size that depends on the state is not a valid Langevin step size: for small steps a per-sample chain
+    leaves p(x) ||s(x)||^2 invariant instead of p(x), which inflates low-dimensional samples (measured, 64-D
+    Gaussian, VE, 1000 steps: 8% too large variance; on the 2-D mixture 6.5% of samples fall off every mode).
+    Averaging over the batch makes eps almost a function of t alone, which removes most of that bias (2% and 0%;
+    see benchmarks/stochastic_solvers.py), at the price of batch dependence. In low dimension prefer
     :class:`AnnealedLangevin`, whose step size depends on t only.
+
+    Args:
+        snr: The target signal-to-noise ratio r of Algorithm 5 (paper: 0.16 for VE on CIFAR-10).
+        n_steps: Corrector steps per time.
+        snr_rule: "sample" or "batch" (see above).
     """
+
+    def __init__(self, snr: float = 0.16, n_steps: int = 1, snr_rule: str = "batch") -> None:
+        super().__init__(snr, n_steps)
+        if snr_rule not in SNR_RULES:
+            raise ValueError(f"snr_rule must be one of {list(SNR_RULES)}, got {snr_rule!r}")
+        self.snr_rule = snr_rule
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"snr_rule": self.snr_rule}
 
     def _step_size(self, score: Tensor, z: Tensor, i: int, ctx: StepContext) -> Tensor:
         tiny = torch.finfo(score.dtype).tiny
-        ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(tiny)
+        z_norm, score_norm = z.flatten(1).norm(dim=1), score.flatten(1).norm(dim=1)
+        if self.snr_rule == "batch":
+            z_norm, score_norm = z_norm.mean(), score_norm.mean()
+        ratio = z_norm / score_norm.clamp_min(tiny)
         return append_dims(2 * ctx.coeffs.r[i] ** 2 * (self.snr * ratio) ** 2, score.ndim)
 
 
@@ -169,17 +236,36 @@ def _resolve(kind: str, value: Any, table: dict[str, type], base: type, **kwargs
     raise ValueError(f"{kind} must be one of {sorted(table)} or a {base.__name__} object, got {value!r}")
 
 
+def _named_options(kind: str, value: Any, accepts: dict[str, tuple[str, ...]], **options: Any) -> dict[str, Any]:
+    """The options that are not None, checked against what the component named ``value`` accepts."""
+    given = {k: v for k, v in options.items() if v is not None}
+    allowed = accepts.get(value, ()) if isinstance(value, str) else ()
+    extra = sorted(set(given) - set(allowed))
+    if extra:
+        takers = sorted(name for name, opts in accepts.items() if set(extra) <= set(opts))
+        raise ValueError(
+            f"{', '.join(extra)} apply only to a {kind} named {' or '.join(map(repr, takers))}, got {kind}={value!r}; "
+            f"set them on a {kind.capitalize()} object instead (or leave them None)"
+        )
+    return given
+
+
 class PredictorCorrector(Solver):
     """Predictor-corrector sampler (paper Algorithm 1): at every t_i the corrector, then the predictor to t_{i+1}.
 
     Args:
         predictor: A :class:`Predictor` or its name: "euler_maruyama", "reverse_diffusion", "ancestral", "none".
         corrector: A :class:`Corrector` or its name: "langevin", "annealed_langevin", "none".
-        snr: Signal-to-noise ratio of a corrector given by name (default 0.16, the paper's VE setting).
-        n_corrector_steps: Corrector steps per time for a corrector given by name (default 1).
+        snr: Signal-to-noise ratio of a corrector given by name (None: its default 0.16, the paper's VE setting).
+        n_corrector_steps: Corrector steps per time for a corrector given by name (None: 1).
+        snr_rule: "batch" or "sample", for the corrector "langevin" (None: its default; see :class:`Langevin`).
+        variance: Reverse variance of the predictor "ancestral" (None: its default; see :class:`Ancestral`).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
+        rho: Exponent of the "karras" grid.
 
-    The paper's defaults: VE reverse_diffusion + langevin (snr 0.16); VP euler_maruyama or reverse_diffusion
-    with corrector "none" (conf/solver/pc.yaml and conf/solver/pc_vp.yaml).
+    Options left None are ignored, so a config may list them for every predictor and corrector. The paper's
+    defaults: VE reverse_diffusion + langevin (snr 0.16); VP euler_maruyama or reverse_diffusion with corrector
+    "none" (conf/solver/pc.yaml and conf/solver/pc_vp.yaml).
     """
 
     def __init__(
@@ -189,19 +275,22 @@ class PredictorCorrector(Solver):
         *,
         snr: float | None = None,
         n_corrector_steps: int | None = None,
+        snr_rule: str | None = None,
+        variance: str | None = None,
+        grid: str | None = None,
+        rho: float = 7.0,
     ) -> None:
-        self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor)
-        options = {k: v for k, v in (("snr", snr), ("n_steps", n_corrector_steps)) if v is not None}
-        if options and not (
-            isinstance(corrector, str) and issubclass(CORRECTORS.get(corrector, NoCorrector), _LangevinBase)
-        ):
-            raise ValueError(
-                f"snr and n_corrector_steps apply only to a corrector named 'langevin' or 'annealed_langevin', "
-                f"got corrector={corrector!r}; set them on a Corrector object instead"
-            )
-        self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **options)
+        super().__init__(grid=grid, rho=rho)
+        pred_options = _named_options("predictor", predictor, {"ancestral": ("variance",)}, variance=variance)
+        self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor, **pred_options)
+        corr_accepts = {"langevin": ("snr", "n_steps", "snr_rule"), "annealed_langevin": ("snr", "n_steps")}
+        corr_options = _named_options(
+            "corrector", corrector, corr_accepts, snr=snr, n_steps=n_corrector_steps, snr_rule=snr_rule
+        )
+        self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **corr_options)
         if isinstance(self.predictor, NoPredictor) and isinstance(self.corrector, NoCorrector):
             raise ValueError("predictor='none' with corrector='none' does nothing; choose at least one of them")
+        self.nfe_per_step = self.predictor.nfe_per_step + self.corrector.n_steps
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         return self.predictor.step(self.corrector.correct(x, i, ctx), i, ctx)
@@ -209,6 +298,9 @@ class PredictorCorrector(Solver):
     def describe(self) -> dict[str, Any]:
         names = {v: k for k, v in PREDICTORS.items()} | {v: k for k, v in CORRECTORS.items()}
         pred, corr = type(self.predictor), type(self.corrector)
-        return {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)} | (
-            self.corrector.describe()
+        return (
+            super().describe()
+            | {"predictor": names.get(pred, pred.__name__), "corrector": names.get(corr, corr.__name__)}
+            | {k: v for k, v in self.predictor.describe().items() if k not in ("grid", "rho")}  # the PC's grid is used
+            | self.corrector.describe()
         )

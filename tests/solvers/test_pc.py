@@ -73,20 +73,22 @@ def test_snr_langevin_pairs_in_high_dimension(sde, predictor):
 
 
 def test_langevin_step_is_per_sample():
-    """A sample's corrector update does not depend on the rest of its batch (the reference used batch means)."""
+    """With snr_rule="sample" a sample's corrector update does not depend on the rest of its batch; with the
+    reference's "batch" rule (the default) it does."""
     sde = scoresde.VPSDE()
     times = torch.linspace(1.0, 1e-3, 11, dtype=torch.float64)
     score = CountingScore(DATA.score_fn(sde))
 
-    def correct(x):
+    def correct(x, rule="sample"):
         gen = torch.Generator().manual_seed(7)
         ctx = StepContext(sde, score, GridCoefficients.from_grid(sde, times), times.float(), x.shape[0], gen)
-        return Langevin(snr=0.16, n_steps=3).correct(x, 5, ctx)
+        return Langevin(snr=0.16, n_steps=3, snr_rule=rule).correct(x, 5, ctx)
 
     x = torch.tensor([[0.3, -0.2], [1.0, 1.0]])
     far = torch.tensor([[0.3, -0.2], [40.0, -70.0]])  # same first sample, a wildly different second one
     torch.testing.assert_close(correct(x)[0], correct(far)[0], rtol=0, atol=0)
     assert not torch.equal(correct(x)[1], correct(far)[1])
+    assert not torch.equal(correct(x, "batch")[0], correct(far, "batch")[0])
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,7 @@ def test_vp_ancestral_survives_few_steps(steps):
     gen = torch.Generator().manual_seed(steps)
     x_T = DATA.marginal(sde, sde.T).sample(n, generator=gen, dtype=torch.float64)
     x, _ = scoresde.sample(sde, DATA.score_fn(sde), None, start=x_T, solver="ancestral", steps=steps, generator=gen,
-                           denoise=False)  # fmt: skip
+                           variance="beta_tilde", denoise=False)  # fmt: skip
     assert bool(torch.isfinite(x).all())
     target = DATA.marginal(sde, 1e-3)
     se = (target.eigvals.max() / n).sqrt()

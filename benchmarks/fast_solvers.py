@@ -1,0 +1,285 @@
+"""Fast ODE samplers side by side with the published code: flow-map error at 5-50 score evaluations.
+
+Same problem for every method: the exact oracle score, float64, the same x_T ~ p_T, from T = 1 to eps = 1e-3, no
+final denoising step; the 64-D anisotropic Gaussian and the 2-D 8-mode mixture of scoresde.oracle, each under
+VP, sub-VP and VE (sigma_max = the data's largest pairwise distance). The error is the RMSE (over samples and
+coordinates) to the exact probability-flow map of the same x_T: closed form for the Gaussian, a dopri5 solve at
+rtol = atol = 1e-10 in float64 for the mixture.
+
+Side by side: the official DPM-Solver(++) and UniPC code and k-diffusion's ODE samplers (benchmarks/
+reference_solvers.py; each configuration of theirs: prediction, single-/multistep, order, variant, time grid),
+and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``). ``--sweep`` also runs scoresde's
+options (order, prediction, grid, lower_order_final, variant) to choose the defaults.
+
+    PYTHONPATH=. python benchmarks/fast_solvers.py            # about 40 minutes on one (busy) thread
+    PYTHONPATH=. python benchmarks/fast_solvers.py --sweep --n 100 --budgets 6 10 20   # + the option sweep
+    PYTHONPATH=. python benchmarks/fast_solvers.py --quick    # smoke run
+    PYTHONPATH=. python benchmarks/fast_solvers.py --report   # rewrite the table and plot from the CSV
+
+Writes benchmarks/results/fast_solvers.csv, fast_solvers.md and fast_solvers.png (fast_solvers_sweep.csv/.md with
+--sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import sys
+from itertools import product
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reference_solvers  # noqa: E402
+
+import scoresde  # noqa: E402
+from scoresde.oracle import GaussianMixture, anisotropic_gaussian, eight_gaussians  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+EPS = 1e-3
+# scoresde's deterministic solvers with their default options: name -> sample() options
+DEFAULTS = {
+    "dpm_solver": {"solver": "dpm_solver"},
+    "unipc": {"solver": "unipc"},
+    "ddim": {"solver": "ddim"},
+    "dpm_solver3": {"solver": "dpm_solver3"},
+    "edm_heun": {"solver": "edm_heun"},
+    "ode_rk4": {"solver": "ode", "method": "rk4"},
+}
+
+
+# each reference's own default configuration (the defaults of their sample() / the common k-diffusion choice)
+REFERENCE_DEFAULTS = {
+    "dpm-solver": "dpmsolver++ multistep order=2 time_uniform",
+    "unipc": "data_prediction bh1 order=2 time_uniform",
+    "k-diffusion": "dpmpp_2m karras",
+}
+
+
+def sweep_configs() -> dict[str, dict]:
+    """scoresde's options for the choice of defaults."""
+    out = {}
+    grids = [(g, {"grid": g}) for g in ("log_snr", "uniform", "quadratic", "logistic")] + [
+        (f"karras{rho:g}", {"grid": "karras", "rho": rho}) for rho in (5.0, 7.0)
+    ]
+    for (gname, g), order, pred, lof in product(grids, (2, 3), ("data", "noise"), (True, False)):
+        for solver_type in ("dpmsolver", "taylor") if order == 3 else ("dpmsolver",):
+            out[f"dpm_solver multistep order={order} {pred} {solver_type} lof={lof} {gname}"] = dict(
+                solver="dpm_solver", order=order, prediction=pred, lower_order_final=lof, solver_type=solver_type, **g
+            )
+        for variant in ("bh1", "bh2"):
+            out[f"unipc order={order} {variant} {pred} lof={lof} {gname}"] = dict(
+                solver="unipc", order=order, variant=variant, prediction=pred, lower_order_final=lof, **g
+            )
+        if lof:
+            out[f"dpm_solver singlestep order={order} {pred} {gname}"] = dict(
+                solver="dpm_solver", method="singlestep", order=order, prediction=pred, **g
+            )
+    return out
+
+
+def ve_sigma_max(data, n: int = 2000) -> float:
+    """Song & Ermon (2020) technique 1: sigma_max = the largest pairwise distance of the data."""
+    x = data.sample(n, generator=torch.Generator().manual_seed(99)).double().reshape(n, -1)
+    return float(torch.cdist(x, x).max())
+
+
+def problems(n: int):
+    """(problem, sde name, sde, score, x_T, exact flow map of x_T) for the six problems."""
+    for pname, data in (("gaussian64", anisotropic_gaussian(64)), ("mixture8", eight_gaussians())):
+        sdes = {"vp": scoresde.VPSDE(), "subvp": scoresde.SubVPSDE(), "ve": scoresde.VESDE(0.01, ve_sigma_max(data))}
+        for sname, sde in sdes.items():
+            gen = torch.Generator().manual_seed(0)
+            if isinstance(data, GaussianMixture):
+                p_T = GaussianMixture([c.marginal(sde, sde.T) for c in data.components], data.weights)
+            else:
+                p_T = data.marginal(sde, sde.T)
+            x_T = p_T.sample(n, generator=gen, dtype=torch.float64)
+            score = data.score_fn(sde)
+            if isinstance(data, GaussianMixture):
+                exact, info = scoresde.sample(sde, score, None, start=x_T, solver="ode", rtol=1e-10, atol=1e-10,
+                                              eps=EPS, denoise=False)  # fmt: skip
+                print(f"[exact] {pname} {sname}: dopri5 at 1e-10, {info.nfe} NFE", flush=True)
+            else:
+                exact = data.flow(sde, x_T, sde.T, EPS)
+            yield pname, sname, sde, score, x_T, exact
+
+
+def rmse(x: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((x.double() - exact).pow(2).mean().sqrt())
+
+
+def run(quick: bool, sweep: bool, budgets: list[int], n: int) -> tuple[list[dict], list[dict]]:
+    budgets = [6, 10, 20] if quick else budgets
+    modules = reference_solvers.load()
+    configs = sweep_configs() if sweep else {}
+    rows, sweep_rows = [], []
+    for pname, sname, sde, score, x_T, exact in problems(100 if quick else n):
+        for nfe in budgets:
+            base = dict(problem=pname, sde=sname, budget=nfe)
+            for family, config, fn in reference_solvers.runs(modules, sde, score, nfe, EPS):
+                try:
+                    x, spent = fn(x_T)
+                    err = rmse(x, exact) if spent <= nfe else math.nan
+                except Exception as e:  # noqa: BLE001 - a reference configuration that fails is reported, not fatal
+                    print(f"  {family} {config}: failed ({type(e).__name__}: {e})", flush=True)
+                    x, spent, err = None, -1, math.nan
+                rows.append(base | dict(family=family, method=config, nfe=spent, rmse=err))
+            for name, options in DEFAULTS.items():
+                try:
+                    x, info = scoresde.sample(sde, score, None, start=x_T, nfe=nfe, eps=EPS, denoise=False, **options)
+                    spent, err = info.nfe, rmse(x, exact)
+                except ValueError:  # a budget below one step of the method
+                    spent, err = 0, math.nan
+                rows.append(base | dict(family="scoresde", method=name, nfe=spent, rmse=err))
+            for name, options in configs.items():
+                x, info = scoresde.sample(sde, score, None, start=x_T, nfe=nfe, eps=EPS, denoise=False, **options)
+                sweep_rows.append(base | dict(family="scoresde", method=name, nfe=info.nfe, rmse=rmse(x, exact)))
+            best = summary_line(rows, pname, sname, nfe)
+            print(f"{pname:10s} {sname:5s} nfe={nfe:3d}  {best}", flush=True)
+    return rows, sweep_rows
+
+
+def best_of(rows: list[dict], library: bool | None = None, **match) -> dict | None:
+    """The row of least error among those matching ``match`` (and from scoresde or not, if ``library`` is given)."""
+    cands = [
+        r
+        for r in rows
+        if all(r[k] == v for k, v in match.items())
+        and (library is None or (r["family"] == "scoresde") == library)
+        and not math.isnan(r["rmse"])
+    ]
+    return min(cands, key=lambda r: r["rmse"]) if cands else None
+
+
+def summary_line(rows, pname, sname, nfe) -> str:
+    lib = best_of(rows, True, problem=pname, sde=sname, budget=nfe)
+    ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
+    if lib is None or ref is None:
+        return "n/a"
+    return (f"scoresde {lib['method']} {lib['rmse']:.3g} | best reference {ref['family']} {ref['method']} "
+            f"{ref['rmse']:.3g} | ratio {lib['rmse'] / ref['rmse']:.2f}")  # fmt: skip
+
+
+def write(rows: list[dict], sweep_rows: list[dict], tag: str) -> None:
+    """fast_solvers<tag>.{csv,md,png}; with a sweep also fast_solvers<tag>_options.csv."""
+    RESULTS.mkdir(exist_ok=True)
+    for name, data in ((f"fast_solvers{tag}", rows), (f"fast_solvers{tag}_options", sweep_rows)):
+        if data:
+            with open(RESULTS / f"{name}.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(data[0]))
+                w.writeheader()
+                w.writerows(data)
+    keys = sorted({(r["problem"], r["sde"]) for r in rows}, key=lambda k: (k[0], ["vp", "subvp", "ve"].index(k[1])))
+    budgets = sorted({r["budget"] for r in rows})
+    lines = [
+        "# Fast ODE samplers against the published code (flow-map RMSE to the exact map)",
+        "",
+        f"Exact oracle score, float64, T=1 to eps={EPS}, no denoising, same x_T; torch threads=1, "
+        f"load avg {os.getloadavg()[0]:.1f}, {platform.processor() or platform.machine()}. "
+        "`ratio` = best scoresde solver with DEFAULT options / best configuration of DPM-Solver(++), UniPC and "
+        "k-diffusion (each of theirs: prediction, single-/multistep, order, variant, grid). Target: ratio <= 1 at "
+        "10 and 20 NFE, <= 2 at 6 NFE.",
+        "",
+        "| problem | sde | NFE | scoresde (default options) | RMSE | best reference | RMSE | ratio "
+        "| ratio to their defaults |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    met = {6: [0, 0], 10: [0, 0], 20: [0, 0]}
+    for (pname, sname), nfe in product(keys, budgets):
+        lib = best_of(rows, True, problem=pname, sde=sname, budget=nfe)
+        ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
+        defaults = [best_of(rows, problem=pname, sde=sname, budget=nfe, family=f, method=m)
+                    for f, m in REFERENCE_DEFAULTS.items()]  # fmt: skip
+        ref_default = min((r["rmse"] for r in defaults if r), default=math.nan)
+        if lib and ref:
+            ratio = lib["rmse"] / ref["rmse"]
+            if nfe in met:
+                met[nfe][0] += ratio <= (2.0 if nfe == 6 else 1.0)
+                met[nfe][1] += 1
+            to_defaults = lib["rmse"] / ref_default
+            lines.append(f"| {pname} | {sname} | {nfe} | {lib['method']} | {lib['rmse']:.3g} | {ref['family']}: "
+                         f"{ref['method']} | {ref['rmse']:.3g} | {ratio:.2f} | {to_defaults:.2f} |")  # fmt: skip
+    lines += ["", "Target met (ratio <= 2 at 6 NFE, <= 1 at 10 and 20): "
+              + ", ".join(f"{b} NFE: {m[0]}/{m[1]}" for b, m in met.items() if m[1])]  # fmt: skip
+    lines += ["", "`ratio to their defaults`: against the best of " + ", ".join(
+        f"{f} `{m}`" for f, m in REFERENCE_DEFAULTS.items()) + " (each code's own default settings)."]  # fmt: skip
+    if sweep_rows:
+        lines += ["", "## Option sweep (geometric mean over the six problems of RMSE / best reference RMSE)", ""]
+        lines += sweep_table(rows, sweep_rows, budgets)
+    (RESULTS / f"fast_solvers{tag}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, keys, budgets, RESULTS / f"fast_solvers{tag}.png")
+
+
+def sweep_table(rows, sweep_rows, budgets, top: int = 25) -> list[str]:
+    refs = {}
+    for r in rows:
+        if r["family"] != "scoresde" and not math.isnan(r["rmse"]):
+            k = (r["problem"], r["sde"], r["budget"])
+            refs[k] = min(refs.get(k, math.inf), r["rmse"])
+    scores: dict[str, dict[int, list[float]]] = {}
+    for r in sweep_rows:
+        ref = refs.get((r["problem"], r["sde"], r["budget"]))
+        if ref:
+            scores.setdefault(r["method"], {}).setdefault(r["budget"], []).append(math.log(r["rmse"] / ref))
+    gm = {m: {b: math.exp(sum(v) / len(v)) for b, v in d.items()} for m, d in scores.items()}
+    focus = [b for b in (6, 10, 20) if b in budgets]
+    order = sorted(gm, key=lambda m: sum(math.log(gm[m][b]) for b in focus))
+    head = ["| options | " + " | ".join(f"NFE {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    return head + [
+        f"| {m} | " + " | ".join(f"{gm[m].get(b, math.nan):.2f}" for b in budgets) + " |" for m in order[:top]
+    ]
+
+
+def plot(rows, keys, budgets, path: Path) -> None:
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), squeeze=False)
+    for ax, (pname, sname) in zip(axes.flat, keys, strict=False):
+        for fam in ("dpm-solver", "unipc", "k-diffusion"):
+            pts = [best_of(rows, problem=pname, sde=sname, family=fam, budget=b) for b in budgets]
+            xs = [b for b, p in zip(budgets, pts, strict=True) if p]
+            ax.plot(xs, [p["rmse"] for p in pts if p], "--", marker="x", label=f"{fam} (best config)")
+        for name in DEFAULTS:
+            pts = [best_of(rows, True, problem=pname, sde=sname, method=name, budget=b) for b in budgets]
+            xs = [b for b, p in zip(budgets, pts, strict=True) if p]
+            ax.plot(xs, [p["rmse"] for p in pts if p], marker="o", label=f"scoresde {name}")
+        ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="flow-map RMSE", title=f"{pname} / {sname}")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, which="both", alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few budgets and samples (smoke run)")
+    parser.add_argument("--sweep", action="store_true", help="also sweep scoresde's options to choose defaults")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 6, 8, 10, 15, 20, 30, 50], help="NFE budgets")
+    parser.add_argument("--n", type=int, default=500, help="samples x_T per problem")
+    parser.add_argument("--report", action="store_true", help="only rewrite the .md and .png from the .csv")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)  # their code builds its time grids in the default dtype
+    tag = "_quick" if args.quick else "_sweep" if args.sweep else ""  # a sweep never overwrites the main results
+    if args.report:
+        with open(RESULTS / f"fast_solvers{tag}.csv") as f:
+            rows = [r | {"budget": int(r["budget"]), "nfe": int(r["nfe"]), "rmse": float(r["rmse"])}
+                    for r in csv.DictReader(f)]  # fmt: skip
+        write(rows, [], tag)
+        return
+    rows, sweep_rows = run(args.quick, args.sweep, args.budgets, args.n)
+    write(rows, sweep_rows, tag)
+
+
+if __name__ == "__main__":
+    main()
