@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .models.parameterization import check_score_sde
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
@@ -127,6 +128,7 @@ def sample(
         raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    check_score_sde(sde, score_fn)  # a ScoreModel knows the SDE it was trained under
     solver = make_solver(solver, **solver_options)
     times = solver.plan(sde, eps, steps=steps, nfe=nfe)
     solver.check(sde)

@@ -131,3 +131,10 @@ def test_nan_mid_trajectory_stops_with_step_and_time():
 
     with pytest.raises(NonFiniteError, match=r"non-finite values at step 6 of 10 \(from t=0\.4006"):
         scoresde.sample(sde, score, (4, 2), solver="euler_maruyama", steps=10)
+
+
+def test_sample_refuses_a_score_model_of_another_sde():
+    ve = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)
+    model = scoresde.ScoreModel(scoresde.models.MLP((2,), width=8, num_blocks=1), ve)
+    with pytest.raises(ValueError, match="built for VESDE"):
+        scoresde.sample(scoresde.VPSDE(), model, (4, 2), solver="euler_maruyama", steps=3)

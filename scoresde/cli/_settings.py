@@ -118,6 +118,10 @@ def validate_sample(config: DictConfig) -> None:
     runtime_settings(c)
     integer("n", c["n"], 1)
     integer("steps", c["steps"], 1, none="the solver's default")
+    integer("nfe", c.get("nfe"), 1, none="no budget (steps decide)")
+    integer("batch_size", c.get("batch_size"), 1, none="n")
+    if c["steps"] is not None and c.get("nfe") is not None:
+        raise ValueError(f"give steps or nfe, not both (got steps={c['steps']}, nfe={c['nfe']})")
     boolean("ema", c["ema"])
     built("solver", c["solver"])
 
