@@ -115,8 +115,8 @@ class AugmentedFlow(torch.nn.Module):
 
     def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         x = state[0]
-        if not bool(torch.isfinite(t)):
-            raise NonFiniteError(f"the ODE solver's time became {float(t)} after t={self.last_t:.6g} (a NaN step size)")
+        if not bool(torch.isfinite(t).all()):  # t is a scalar, or (B,) for the per-sample solver
+            raise NonFiniteError(f"the ODE solver's time became {t.tolist()} after t={self.last_t:.6g} (a NaN step)")
         t = t.clamp(max=self.flow.T)  # torchdiffeq's first-step heuristic may probe past T
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -125,10 +125,10 @@ class AugmentedFlow(torch.nn.Module):
         if not bool(torch.isfinite(drift).all() & torch.isfinite(div).all()):
             what = "state x" if not bool(torch.isfinite(x).all()) else "score (or its divergence)"
             raise NonFiniteError(
-                f"the probability-flow ODE became non-finite at t={float(t):.6g}: the {what} has NaN or infinite "
+                f"the probability-flow ODE became non-finite at t={float(t.min()):.6g}: the {what} has NaN or infinite "
                 f"values (score evaluation {self.score.calls})"
             )
-        self.last_t = float(t)
+        self.last_t = float(t.min())  # per sample: the slowest sample's time
         if self.progress is not None:
             done = round(1000 * (self.last_t - self.eps) / (self.flow.T - self.eps))
             self.progress.update(max(0, done - self.progress.n))
