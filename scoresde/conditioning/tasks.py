@@ -190,7 +190,7 @@ class InpaintTask(_ConditionalTask):
                  **options) -> None:  # fmt: skip
         super().__init__(method, samples, nfe, **options)
         self.mask = str(mask)
-        self.title = f"original | input | mask ({Path(self.mask).name}) | {samples} samples"
+        self.title = f"original | input (grey: missing) | mask ({Path(self.mask).name}) | {samples} samples"
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
         from .inpainting import inpaint
@@ -202,7 +202,7 @@ class InpaintTask(_ConditionalTask):
         x, info = inpaint(ckpt.sde, ckpt.score_fn, x0.repeat_interleave(k, 0), mask.repeat_interleave(k, 0),
                           method=self._method(solver), steps=steps, nfe=self.nfe, generator=gen)  # fmt: skip
         lo, hi = data_range
-        shown = torch.where(mask, x0, torch.full_like(x0, lo))
+        shown = torch.where(mask, x0, torch.full_like(x0, (lo + hi) / 2))  # missing pixels in mid-grey
         columns = [x0, shown, torch.where(mask, hi, lo).to(x0)] + list(x.view(n, k, *x.shape[1:]).unbind(1))
         return self._write(run_dir, f"inpaint_{Path(self.mask).stem}", columns, x, data_range, info)
 
