@@ -201,7 +201,7 @@ def inpaint(
         denoise: Finish with Tweedie's denoising step at eps (one evaluation per sample and particle).
         progress: Show a progress bar.
         **options: Constructor arguments of the named method, e.g. ``solver="pc"``, ``resamplings=10``,
-            ``particles=16``, and solver options such as ``corrector="none"``.
+            ``particles=10``, and solver options such as ``corrector="none"``.
 
     Returns:
         Samples of shape (B, *event_shape), equal to y where observed, and a SampleInfo (``nfe``: score
