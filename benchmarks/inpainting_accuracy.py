@@ -55,9 +55,10 @@ METHODS = {
     },
     "repaint (U=10, ancestral)": {"method": "repaint", "resamplings": 10},
     "smc (K=10)": {"method": "smc", "particles": 10},
-    "smc (K=20)": {"method": "smc", "particles": 20},
+    "smc (K=sqrt(nfe/10))": lambda nfe: {"method": "smc", "particles": max(2, round((nfe / 10) ** 0.5))},
 }
 BUDGETS = [100, 300, 1000, 3000]
+LONG_BUDGETS = {"smc (K=sqrt(nfe/10))": [10000]}  # the consistent schedule: particles and steps both grow
 
 
 def options(spec: dict) -> dict:
@@ -100,7 +101,8 @@ def run(quick: bool, n: int) -> list[dict]:
         sde = make()
         for task in ("inpaint", "colorize"):
             for name, spec in METHODS.items():
-                for budget in budgets:
+                for budget in budgets + ([] if quick else LONG_BUDGETS.get(name, [])):
+                    spec = METHODS[name](budget) if callable(METHODS[name]) else METHODS[name]
                     gen = torch.Generator().manual_seed(budget)
                     start = time.perf_counter()
                     try:

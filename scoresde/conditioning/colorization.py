@@ -22,7 +22,7 @@ from torch import Tensor
 from .._utils import check_finite
 from ..sde import SDE, ScoreFn
 from ..solvers.base import SampleInfo
-from .inpainting import _methods
+from .inpainting import METHODS
 from .methods import ConditionalMethod, make_method, sample_conditional
 from .observation import Observation
 
@@ -85,7 +85,7 @@ def colorize(
     check_finite(grey, "grey")
     observation = grey_observation((3, *grey.shape[2:]))
     y = grey.expand(-1, 3, -1, -1)  # its grey coordinate is sqrt(3) grey, the others 0 (unused)
-    method = make_method(method, _methods(), **options)
+    method = make_method(method, METHODS, **options)
     return sample_conditional(
         sde, score_fn, observation, y, method, steps=steps, nfe=nfe, eps=eps, denoise=denoise,
         generator=generator, progress=progress,

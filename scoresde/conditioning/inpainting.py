@@ -26,6 +26,7 @@ from ..solvers import NoCorrector, PredictorCorrector, SampleInfo
 from ..solvers.base import CountingScore, Solver, StepContext, integrate
 from .methods import ConditionalMethod, make_method, sample_conditional, walk
 from .observation import BoundObservation, Observation, ObservedPath
+from .smc import ParticleFilter
 
 
 class ReplacementStep(Solver):
@@ -164,10 +165,8 @@ class RePaint(Replacement):
         return super().describe() | {"resamplings": self.resamplings}
 
 
-def _methods() -> dict[str, type[ConditionalMethod]]:
-    from .smc import ParticleFilter
-
-    return {"replacement": Replacement, "repaint": RePaint, "smc": ParticleFilter}
+METHODS: dict[str, type[ConditionalMethod]] = {"replacement": Replacement, "repaint": RePaint, "smc": ParticleFilter}
+"""The ``method`` names of :func:`inpaint` and :func:`~scoresde.colorize`."""
 
 
 def inpaint(
@@ -202,7 +201,7 @@ def inpaint(
         denoise: Finish with Tweedie's denoising step at eps (one evaluation per sample and particle).
         progress: Show a progress bar.
         **options: Constructor arguments of the named method, e.g. ``solver="pc"``, ``resamplings=10``,
-            ``particles=16``, and solver options such as ``corrector="none"``.
+            ``particles=10``, and solver options such as ``corrector="none"``.
 
     Returns:
         Samples of shape (B, *event_shape), equal to y where observed, and a SampleInfo (``nfe``: score
@@ -212,7 +211,7 @@ def inpaint(
         ValueError: for a mask that is not boolean or does not fit y, a non-finite y, bad steps / nfe / eps, or
             an unknown method.
     """
-    method = make_method(method, _methods(), **options)
+    method = make_method(method, METHODS, **options)
     return sample_conditional(
         sde, score_fn, Observation(mask), y, method, steps=steps, nfe=nfe, eps=eps, denoise=denoise,
         generator=generator, progress=progress,

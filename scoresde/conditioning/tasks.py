@@ -92,7 +92,8 @@ def save_condition_grid(
     if len(shapes) != 1 or len(next(iter(shapes))) != 4:
         raise ValueError(f"every column must have one shape (R, C, H, W), got {sorted(shapes)}")
     rows = torch.stack([c.detach().float().cpu() for c in cols], dim=1).flatten(0, 1)  # row-major (R * K, C, H, W)
-    return save_image_grid(rows, path, data_range=data_range, nrow=len(cols), title=title)
+    scale = max(2, 96 // max(rows.shape[-2:]))  # small images (8x8 digits) get more screen pixels per pixel
+    return save_image_grid(rows, path, data_range=data_range, nrow=len(cols), title=title, scale=scale)
 
 
 # ---------------------------------------------------------------------------------------------- masks
@@ -150,12 +151,13 @@ class _ConditionalTask(Task):
         self.method, self.samples, self.nfe, self.options = method, samples, nfe, options
 
     def _method(self, solver: Solver):
-        from .inpainting import _methods
+        from .inpainting import METHODS, Replacement
+        from .methods import make_method
 
         options = dict(self.options)
-        if self.method in ("replacement", "repaint"):
-            options.setdefault("solver", solver)
-        return _methods()[self.method](**options) if self.method in _methods() else self.method
+        if issubclass(METHODS.get(self.method, object), Replacement):
+            options.setdefault("solver", solver)  # the CLI's solver drives replacement and RePaint
+        return make_method(self.method, METHODS, **options)
 
     def _data(self, ckpt: Checkpoint, n: int, device: torch.device) -> tuple[Tensor, tuple[float, float]]:
         data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
@@ -169,7 +171,7 @@ class _ConditionalTask(Task):
 
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(run_dir / f"{name}.npz", samples=x.cpu().numpy(), nfe=info.nfe, wall_time=info.wall_time)
-        title = f"{self.title}; {self.method}, {info.nfe} score evaluations per sample"
+        title = f"{self.title} ({self.method}, {info.nfe} score evaluations per sample)"
         return save_condition_grid(columns, run_dir / f"{name}.png", data_range=data_range, title=title)
 
 
@@ -188,7 +190,7 @@ class InpaintTask(_ConditionalTask):
                  **options) -> None:  # fmt: skip
         super().__init__(method, samples, nfe, **options)
         self.mask = str(mask)
-        self.title = f"original | input | mask ({self.mask}) | samples"
+        self.title = f"original | input (grey: missing) | mask ({Path(self.mask).name}) | {samples} samples"
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
         from .inpainting import inpaint
@@ -200,7 +202,7 @@ class InpaintTask(_ConditionalTask):
         x, info = inpaint(ckpt.sde, ckpt.score_fn, x0.repeat_interleave(k, 0), mask.repeat_interleave(k, 0),
                           method=self._method(solver), steps=steps, nfe=self.nfe, generator=gen)  # fmt: skip
         lo, hi = data_range
-        shown = torch.where(mask, x0, torch.full_like(x0, lo))
+        shown = torch.where(mask, x0, torch.full_like(x0, (lo + hi) / 2))  # missing pixels in mid-grey
         columns = [x0, shown, torch.where(mask, hi, lo).to(x0)] + list(x.view(n, k, *x.shape[1:]).unbind(1))
         return self._write(run_dir, f"inpaint_{Path(self.mask).stem}", columns, x, data_range, info)
 
@@ -212,7 +214,9 @@ class ColorizeTask(_ConditionalTask):
         method, samples, nfe, **options: As for :class:`InpaintTask`.
     """
 
-    title = "original | grey input | samples"
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return f"original | grey input | {self.samples} samples"
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
         from .colorization import colorize, to_grey
