@@ -39,6 +39,7 @@ import scoresde  # noqa: E402
 from scoresde.distributed import broadcast_from_main, init_from_env, local_device, sample_sharded  # noqa: E402
 from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
+from scoresde.solvers import AdaptiveSDE  # noqa: E402
 
 log = logging.getLogger("fid_sweep")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # benchmarks run from a checkout
@@ -127,7 +128,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     nfe, wall, steps = max(info.nfe), info.wall_time, info.steps
     dataset, evaluator = _evaluator(str(cfg.ckpt), bool(cfg.ema), device, cfg.extractor, cfg.cache_dir,
                                     cfg.inception_weights, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)  # fmt: skip
-    adaptive = bool(getattr(getattr(solver, "spec", None), "adaptive", False))  # ProbabilityFlowODE(method=dopri5)
+    # an adaptive solve (ProbabilityFlowODE with dopri5, AdaptiveSDE) reports output intervals, not its steps
+    adaptive = isinstance(solver, AdaptiveSDE) or bool(getattr(getattr(solver, "spec", None), "adaptive", False))
     floor = evaluator.floor(cfg.num_samples)
     if not bool(torch.isfinite(samples).all()):
         scores = {"fid": math.nan, "kid": math.nan}  # a diverged sampler is a result, not a crash
