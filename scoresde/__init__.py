@@ -3,23 +3,16 @@
 The public API is re-exported here; see the README for a tour.
 """
 
-import warnings
-
 from . import conditioning, data, metrics, models, oracle
-from .checkpoint import Checkpoint, load_checkpoint
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
-from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
+from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
 from .models import ReferenceCheckpoint, ScoreModel, load_reference_checkpoint
-from .quantization import BitsPerDim, Quantization
 from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
 from .solvers import SOLVERS, SampleInfo
-
-# `python -m scoresde.likelihood` runs a module this package has already imported for its public API; runpy warns
-# about the second copy, which is harmless there (its __main__ block only calls scoresde.cli.likelihood.main).
-warnings.filterwarnings("ignore", message="'scoresde.likelihood' found in sys.modules", category=RuntimeWarning)
+from .training import Checkpoint, load_checkpoint
 
 __version__ = "0.1.0"
 

@@ -14,15 +14,43 @@ from torch import nn
 
 from .sde import SDE
 
+MOVED_MODULES: dict[str, str] = {
+    "scoresde.train_config": "scoresde.training.config",
+    "scoresde.objectives": "scoresde.training.objectives",
+    "scoresde.ema": "scoresde.training.ema",
+    "scoresde.checkpoint": "scoresde.training.checkpoint",
+    "scoresde.snapshots": "scoresde.training.snapshots",
+    "scoresde.evaluation": "scoresde.training.evaluation",
+    "scoresde.divergence": "scoresde.likelihood.divergence",
+    "scoresde.quantization": "scoresde.likelihood.quantization",
+    "scoresde.baselines": "scoresde.likelihood.baselines",
+}
+"""Old module path -> new one, for modules moved into the ``training/`` and ``likelihood/`` subpackages.
+
+Checkpoints written before the move store the old ``_target_`` strings in their resolved config (e.g.
+``scoresde.objectives.DSMObjective``); :func:`locate` rewrites them so that those checkpoints still load. The old
+modules ``scoresde.training`` and ``scoresde.likelihood`` need no entry: they became the packages of the same name,
+which re-export every public name the modules had (``scoresde.training.TrainConfig`` still resolves).
+"""
+
+
+def moved_target(target: str) -> str:
+    """``target`` with a moved module prefix (a key of :data:`MOVED_MODULES`) replaced by its new path."""
+    for old, new in MOVED_MODULES.items():
+        if target == old or target.startswith(old + "."):
+            return new + target[len(old) :]
+    return target
+
 
 def locate(target: str) -> Any:
     """Import ``"package.module.Name"`` like hydra does: attributes first, submodules when no attribute exists.
 
-    So ``"scoresde.data.digits"`` is the function the package exports, not the module of the same name.
+    So ``"scoresde.data.digits"`` is the function the package exports, not the module of the same name. Paths of
+    modules that have moved are rewritten first (:data:`MOVED_MODULES`).
     """
     if not isinstance(target, str) or not target:
         raise ValueError(f"_target_ must be a dotted import path, got {target!r}")
-    parts = target.split(".")
+    parts = moved_target(target).split(".")
     try:
         obj = importlib.import_module(parts[0])
     except ModuleNotFoundError as err:

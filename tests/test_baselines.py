@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scoresde import Quantization
-from scoresde.baselines import GaussianBaseline, PixelCategorical
+from scoresde.likelihood.baselines import GaussianBaseline, PixelCategorical
 from scoresde.oracle import anisotropic_gaussian
 
 

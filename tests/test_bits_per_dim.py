@@ -8,7 +8,7 @@ import torch
 
 import scoresde
 from scoresde import Quantization, bits_per_dim
-from scoresde.baselines import GaussianBaseline
+from scoresde.likelihood.baselines import GaussianBaseline
 from scoresde.oracle import Gaussian
 
 EPS = 1e-5

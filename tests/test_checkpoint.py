@@ -9,7 +9,8 @@ from standins import gaussian_data
 
 import scoresde
 from scoresde._instantiate import build_score_model, instantiate, locate
-from scoresde.checkpoint import (
+from scoresde.training import TrainConfig, Trainer
+from scoresde.training.checkpoint import (
     CheckpointError,
     CheckpointManager,
     DamagedCheckpointWarning,
@@ -19,7 +20,6 @@ from scoresde.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from scoresde.training import TrainConfig, Trainer
 
 CONFIG = {
     "seed": 0,
@@ -157,6 +157,26 @@ def test_locate_prefers_package_attributes():
     assert callable(locate("scoresde.data.digits")) and locate("scoresde.VPSDE") is scoresde.VPSDE
     with pytest.raises(ValueError, match="cannot locate"):
         locate("scoresde.no_such_thing")
+
+
+def test_targets_written_before_the_subpackage_layout_still_instantiate():
+    """A checkpoint's config from before training/ and likelihood/ became subpackages names the old module paths."""
+    from scoresde.likelihood import Quantization
+    from scoresde.training import DSMObjective
+
+    old_train = {
+        "_target_": "scoresde.training.TrainConfig",
+        "steps": 7,
+        "objective": {"_target_": "scoresde.objectives.DSMObjective", "eps": 1e-4},
+    }
+    config = instantiate(old_train)
+    assert isinstance(config, TrainConfig) and config.steps == 7
+    assert isinstance(config.objective, DSMObjective) and config.objective.eps == 1e-4
+    assert locate("scoresde.train_config.TrainConfig") is TrainConfig
+    assert locate("scoresde.quantization.Quantization") is Quantization
+    assert locate("scoresde.likelihood.log_likelihood") is scoresde.log_likelihood
+    with pytest.raises(ValueError, match="cannot locate"):
+        locate("scoresde.objectives.NoSuchObjective")
 
 
 def test_rotation_never_deletes_a_checkpoint_of_a_later_step(tmp_path):

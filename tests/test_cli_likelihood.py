@@ -1,4 +1,4 @@
-"""The likelihood evaluation script on checkpoints written in the documented format (scoresde/checkpoint.py)."""
+"""The likelihood evaluation script on checkpoints written in the documented format (scoresde.training.checkpoint)."""
 
 import json
 import math
@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 
 import scoresde
 from scoresde._instantiate import build_score_model, instantiate
-from scoresde.checkpoint import FORMAT, VERSION
 from scoresde.cli._runtime import CONF_DIR
 from scoresde.cli.likelihood import choose_divergence, evaluate, format_summary
 from scoresde.distributed import chunk_generator
+from scoresde.training.checkpoint import FORMAT, VERSION
 
 
 def _likelihood_config(ckpt: Path, *overrides: str) -> dict:
@@ -100,7 +100,7 @@ def test_module_entry_point_writes_the_json_summary(mixture_ckpt, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "found in sys.modules" not in proc.stderr  # runpy's double-import warning is filtered
+    assert "found in sys.modules" not in proc.stderr  # the package runs its __main__.py: no runpy double-import warning
     summary = json.loads((run_dir / "likelihood.json").read_text())
     assert summary["split"] == "train" and summary["n"] == 4 and summary["dataset"] == "mixture"
     assert "±" in proc.stdout and "NFE per batch" in proc.stdout

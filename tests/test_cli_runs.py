@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scoresde.checkpoint import CheckpointManager
+from scoresde.training.checkpoint import CheckpointManager
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data=gaussian", "data.dataset.n_train=256", "data.dataset.n_test=32", "model=mlp", "model.net.width=16",

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from scoresde.divergence import (
+from scoresde.likelihood.divergence import (
     DIVERGENCES,
     ExactDivergence,
     GaussianDivergence,

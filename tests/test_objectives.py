@@ -6,7 +6,7 @@ from torch import nn
 
 from scoresde import VESDE, VPSDE, SubVPSDE
 from scoresde.models import ScoreModel
-from scoresde.objectives import DDPMObjective, DSMObjective, NCSNObjective
+from scoresde.training.objectives import DDPMObjective, DSMObjective, NCSNObjective
 
 MEAN = torch.tensor([0.5, -0.5], dtype=torch.float64)
 VAR = torch.tensor([0.09, 1.44], dtype=torch.float64)

@@ -8,9 +8,9 @@ import torch
 from standins import TinyScore, gaussian_data
 
 from scoresde import VPSDE, dsm_loss
-from scoresde.checkpoint import CheckpointManager
-from scoresde.ema import EMA
 from scoresde.training import NonFiniteLossError, TrainConfig, Trainer
+from scoresde.training.checkpoint import CheckpointManager
+from scoresde.training.ema import EMA
 
 
 def _config(**overrides):

@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..checkpoint import CheckpointManager, checkpoint_step, config_diff, open_checkpoint
+from ..training.checkpoint import CheckpointManager, checkpoint_step, config_diff, open_checkpoint
 from ._runtime import exit_on_error, plain_config
 from ._settings import VALIDATORS
 

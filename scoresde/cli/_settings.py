@@ -15,8 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._instantiate import instantiate
-from ..divergence import DIVERGENCES
-from ..likelihood import METHODS
+from ..likelihood.divergence import DIVERGENCES
+from ..likelihood.ode import METHODS
 from ._runtime import plain_config, resolve_device
 
 DIVERGENCE_CHOICES = ("auto", *sorted(DIVERGENCES))

@@ -25,12 +25,12 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .._instantiate import instantiate
-from ..baselines import fit_baselines
-from ..checkpoint import load_checkpoint
 from ..distributed import chunk_generator, gather_to_main, process_group, shard
-from ..divergence import choose_divergence
-from ..likelihood import bits_per_dim, log_likelihood
-from ..quantization import BitsPerDim
+from ..likelihood.baselines import fit_baselines
+from ..likelihood.divergence import choose_divergence
+from ..likelihood.ode import bits_per_dim, log_likelihood
+from ..likelihood.quantization import BitsPerDim
+from ..training.checkpoint import load_checkpoint
 from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.likelihood")

@@ -18,9 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .._instantiate import instantiate
-from ..checkpoint import load_checkpoint
 from ..distributed import sample_sharded
-from ..snapshots import SampleSnapshot
+from ..training.checkpoint import load_checkpoint
+from ..training.snapshots import SampleSnapshot
 from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.sample")

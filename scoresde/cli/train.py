@@ -21,10 +21,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
-from ..divergence import choose_divergence
-from ..evaluation import evaluate_likelihood
-from ..snapshots import SampleSnapshot
-from ..training import Trainer
+from ..likelihood.divergence import choose_divergence
+from ..training.evaluation import evaluate_likelihood
+from ..training.snapshots import SampleSnapshot
+from ..training.trainer import Trainer
 from ._preflight import resume_checkpoint, take_notes
 from ._runtime import CONF_DIR, Runtime, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 from ._settings import validate_train

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import Checkpoint
 from ..sampling import sample
 from ..sde import ScoreFn
 from ..solvers.base import Solver
+from ..training.checkpoint import Checkpoint
 from .guidance import classifier_free_guidance, classifier_guidance
 from .noisy_classifier import load_noisy_classifier
 from .tasks import Task, save_condition_grid

@@ -41,9 +41,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import Checkpoint
 from ..plotting import save_image_grid
 from ..solvers.base import Solver
+from ..training.checkpoint import Checkpoint
 
 
 class Task(abc.ABC):

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.checkpoint import Checkpoint
 from scoresde.conditioning.guidance_tasks import CFGTask, ClassConditionalTask
 from scoresde.conditioning.noisy_classifier import NoisyClassifier, NoisyClassifierReport, save_noisy_classifier
 from scoresde.models import ScoreModel, UNet
 from scoresde.solvers import SOLVERS
+from scoresde.training.checkpoint import Checkpoint
 
 DIGITS = {"data": {"dataset": {"_target_": "scoresde.data.digits", "n_test": 297, "seed": 0}}}
 

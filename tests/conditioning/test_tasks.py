@@ -10,9 +10,9 @@ from torch import nn
 
 import scoresde
 from scoresde._instantiate import instantiate
-from scoresde.checkpoint import Checkpoint
 from scoresde.cli._runtime import CONF_DIR
 from scoresde.conditioning.tasks import ColorizeTask, InpaintTask, Task, make_mask
+from scoresde.training.checkpoint import Checkpoint
 
 
 class _UnitGaussianScore(nn.Module):

@@ -76,8 +76,8 @@ def test_random_horizontal_flip():
 
 
 def test_level_convention_agrees_with_the_likelihood_quantization():
-    """Loaders (from_levels) and bits/dim (scoresde.quantization) share one convention."""
-    from scoresde.quantization import Quantization
+    """Loaders (from_levels) and bits/dim (scoresde.likelihood.quantization) share one convention."""
+    from scoresde.likelihood.quantization import Quantization
 
     for levels, data_range in [(17, (-1.0, 1.0)), (256, (-1.0, 1.0)), (256, (0.0, 1.0))]:
         k = torch.arange(levels)

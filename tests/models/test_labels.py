@@ -6,9 +6,9 @@ import torch
 import scoresde
 from scoresde.conditioning import classifier_free_guidance
 from scoresde.models import MLP, LabelEmbedding, ScoreModel, UNet
-from scoresde.objectives import DSMObjective, drop_labels
 from scoresde.oracle import Gaussian, GaussianMixture
 from scoresde.training import TrainConfig, Trainer
+from scoresde.training.objectives import DSMObjective, drop_labels
 
 NETS = {
     "mlp": lambda k: MLP((2,), width=32, num_blocks=1, num_classes=k),

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._instantiate import build_score_model, instantiate
-from .sde import SDE
+from .._instantiate import build_score_model, instantiate
+from ..sde import SDE
 
 FORMAT = "scoresde-checkpoint"
 VERSION = 1

@@ -9,7 +9,7 @@ variables, Chen et al. 2018; Song et al. 2021 appendix D.2, eq. 39),
 
 The right-hand side makes exactly ONE score call: the drift comes from ``sde.reverse(score_fn,
 probability_flow=True)`` (no SDE math is repeated here) and the divergence from vector-Jacobian products
-through that same forward pass (:mod:`scoresde.divergence`).
+through that same forward pass (:mod:`scoresde.likelihood.divergence`).
 
 What the number is. With a perfect solver and the exact score the result is log p_eps(x) of the model whose
 latent density is the prior; it differs from the true data density log p_0(x) by (i) the prior mismatch
@@ -39,12 +39,12 @@ from torch import Tensor
 from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 from tqdm.auto import tqdm
 
-from ._utils import check_finite, event_size
+from .._utils import check_finite, event_size
+from ..models.parameterization import check_score_sde
+from ..sde import SDE, ScoreFn
+from ..solvers.base import NonFiniteError
 from .divergence import Divergence, make_divergence
-from .models.parameterization import check_score_sde
 from .quantization import BitsPerDim, Quantization
-from .sde import SDE, ScoreFn
-from .solvers.base import NonFiniteError
 
 METHODS = frozenset(_TORCHDIFFEQ_SOLVERS) - {"scipy_solver"}
 """torchdiffeq's methods, less its scipy wrapper (a numpy round trip on every evaluation)."""
@@ -254,7 +254,7 @@ def log_likelihood(
 def _solve_per_sample(rhs: AugmentedFlow, estimator: Divergence, state, t0: float, t1: float, rtol: float,
                       atol: float) -> tuple[tuple[Tensor, Tensor], Tensor]:  # fmt: skip
     """The augmented ODE with a step size per sample; Hutchinson probes follow their samples."""
-    from .solvers.adaptive_ode import dopri5_per_sample
+    from ..solvers.adaptive_ode import dopri5_per_sample
 
     probes = getattr(estimator, "probes", None)
 
@@ -331,9 +331,3 @@ def bits_per_dim(
     jensen = scale * (logp.mean(0) + quant.log_bin_volume(dim))
     iw = scale * (torch.logsumexp(logp, 0) - math.log(n_dequant) + quant.log_bin_volume(dim))
     return BitsPerDim.from_values(jensen, nfe=res.nfe, wall_time=res.wall_time, per_sample_iw=iw)
-
-
-if __name__ == "__main__":
-    from .cli.likelihood import main
-
-    main()

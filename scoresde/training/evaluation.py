@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .baselines import fit_baselines
-from .likelihood import bits_per_dim, log_likelihood
-from .quantization import BitsPerDim
-from .sde import SDE
+from ..likelihood.baselines import fit_baselines
+from ..likelihood.ode import bits_per_dim, log_likelihood
+from ..likelihood.quantization import BitsPerDim
+from ..sde import SDE
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ._utils import check_finite
+from .._utils import check_finite
 
 
 class Quantization:

@@ -22,7 +22,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .batching import BatchOrder
+from ..batching import BatchOrder
+from ..plotting import save_loss_curve
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -34,10 +35,9 @@ from .checkpoint import (
     set_aside,
     set_rng_state,
 )
+from .config import PRECISIONS, TrainConfig
 from .ema import EMA
 from .objectives import drop_labels
-from .plotting import save_loss_curve
-from .train_config import PRECISIONS, TrainConfig
 
 __all__ = ["Trainer", "TrainConfig", "TrainResult", "NonFiniteLossError", "replica_deviation", "PRECISIONS"]
 

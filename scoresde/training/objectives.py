@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._utils import append_dims
-from .losses import ddpm_loss, dsm_loss, ncsn_loss
-from .sde import VESDE, VPSDE
+from .._utils import append_dims
+from ..losses import ddpm_loss, dsm_loss, ncsn_loss
+from ..sde import VESDE, VPSDE
 
 
 def drop_labels(y: Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> Tensor:

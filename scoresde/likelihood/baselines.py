@@ -19,7 +19,7 @@ import time
 import torch
 from torch import Tensor
 
-from ._utils import check_finite
+from .._utils import check_finite
 from .quantization import BitsPerDim, Quantization
 
 _LOG2 = math.log(2.0)

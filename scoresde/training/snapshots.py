@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .plotting import save_image_grid, save_scatter
+from ..plotting import save_image_grid, save_scatter
 
 KINDS = ("image", "points")
 
@@ -62,7 +62,7 @@ class SampleSnapshot:
     @torch.no_grad()
     def draw(self, model: nn.Module, step: int) -> tuple[Tensor, Any]:
         """n samples (n, *event_shape) from ``model`` (a ScoreModel with ``.sde``) and the sampler's info."""
-        from .sampling import sample
+        from ..sampling import sample
 
         device = next(model.parameters()).device
         generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + step)

@@ -47,14 +47,14 @@ class TrainConfig:
         ema_decay: Decay of the weight average used for sampling and evaluation.
         ema_warmup: Ramp the EMA decay as min(d, (1 + n) / (10 + n)).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (fp16 with a gradient scaler).
-        objective: ``objective(model, x0, generator) -> loss``, e.g. :class:`scoresde.objectives.DSMObjective`.
+        objective: ``objective(model, x0, generator) -> loss``, e.g. :class:`scoresde.training.objectives.DSMObjective`.
         log_every: Steps between metrics.jsonl lines (loss averaged over them).
         sample_every: Steps between sample snapshots (0: only at the end).
         checkpoint_every: Steps between checkpoints (one is always written at the end).
         keep_checkpoints: Number of newest checkpoints kept.
         label_dropout: For a label-conditional model, the probability that a training label is replaced by the
             null label (classifier-free guidance, Ho & Salimans 2021; 0.1 is usual); see
-            :func:`scoresde.objectives.drop_labels`.
+            :func:`scoresde.training.objectives.drop_labels`.
     """
 
     steps: int = 2000

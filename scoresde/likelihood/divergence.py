@@ -26,7 +26,7 @@ import abc
 import torch
 from torch import Tensor
 
-from ._utils import sum_except_batch
+from .._utils import sum_except_batch
 
 
 def _vjps(v: Tensor, x: Tensor, cotangents: Tensor) -> Tensor:
