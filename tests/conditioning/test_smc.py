@@ -53,8 +53,8 @@ def test_grid_and_options_are_checked():
     "sde_name", ["vp", pytest.param("subvp", marks=pytest.mark.slow), pytest.param("ve", marks=pytest.mark.slow)]
 )
 def test_smc_beats_replacement_and_its_error_falls_with_budget(sde_name, problem):
-    """Fast version of benchmarks/inpainting_accuracy.py: 500 samples, exact score, FD / noise floor (defaults: logistic
-    grid, final weight). Measured: nfe 40 (K=2) 16.6 / 35.5 / 30.3, nfe 1000 (K=10) 1.0 / 1.9 / 2.2 (VP / sub-VP / VE)."""
+    """Fast version of benchmarks/inpainting_accuracy.py: 500 samples, exact score, FD / noise floor (default grid and
+    final weight). Measured (VP / sub-VP / VE): nfe 40 (K=2) 16.6 / 35.5 / 30.3; nfe 1000 (K=10) 1.0 / 1.9 / 2.2."""
     g, y0, mask, post = problem
     sde = SDES[sde_name]()
     y = y0.expand(500, 12).clone()
