@@ -132,7 +132,7 @@ def run(quick: bool, n: int, only: str | None = None) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], n: int, seconds: float) -> None:
+def write(rows: list[dict], n: int, seconds: float, only: str | None = None) -> None:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "inpainting_accuracy.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -148,7 +148,8 @@ def write(rows: list[dict], n: int, seconds: float) -> None:
         "a correlated Gaussian on (3, 2, 2) colour images, grey channel observed.",
         "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-        f"load average {os.getloadavg()[0]:.1f} at the end (2 cores shared by several jobs); {seconds:.0f} s in all.",
+        f"load average {os.getloadavg()[0]:.1f} at the end (2 cores shared by several jobs); "
+        + (f"{seconds:.0f} s in all." if only is None else f"{seconds:.0f} s for the rows rerun ({only!r}; --only)."),
         "",
     ]
     for task in ("inpaint", "colorize"):
@@ -197,7 +198,7 @@ def main() -> None:
             row.update({key: float(row[key]) for key in ("fd", "floor", "ratio", "seconds")})
             row.update({key: int(row[key]) for key in ("budget", "nfe", "steps")})
         rows = sorted(kept + rows, key=lambda r: (r["task"], r["sde"], list(METHODS).index(r["method"]), r["budget"]))
-    write(rows, args.n, time.perf_counter() - start)
+    write(rows, args.n, time.perf_counter() - start, args.only)
 
 
 if __name__ == "__main__":
