@@ -69,9 +69,11 @@ GRIDS = {
     "logistic": functools.partial(grids.logistic, width=2.0),
 }
 """Time grids of the filter (:mod:`scoresde.solvers.grids`). "logistic" (the default) is the bump of width 2 around
-sigma = 1: at 1000 evaluations per sample it was the only one within 3x the noise floor for all three SDEs
-(benchmarks/inpainting_accuracy.py's problem, 4000 samples, mean of 3 seeds: VP 2.5, sub-VP 2.9, VE 2.6; "log_snr"
-4.3 / 6.5 / 4.3; "quadratic" 2.3 / 3.1 / 5.0; "karras" 5.0 / 6.9 / 3.8)."""
+sigma = 1: at 1000 evaluations per sample (K = 10) it did best over the three SDEs on the 12-D problem of
+benchmarks/inpainting_accuracy.py (FD / noise floor, 4000 samples, mean of seeds 0-2: VP 2.5, sub-VP 2.9, VE 2.6;
+"log_snr" 4.3 / 6.5 / 4.3; "quadratic" 2.3 / 3.1 / 5.0; "karras" 5.0 / 6.9 / 3.8; on fresh seeds 3-5 "logistic"
+2.8 / 4.3 / 4.3, "log_snr" 5.7 / 6.8 / 4.2): with about 100 steps the step count, not K, limits the error, and
+these steps go where sigma is near the data's scale."""
 
 
 def effective_sample_size(logw: Tensor) -> Tensor:
