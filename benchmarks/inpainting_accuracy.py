@@ -12,6 +12,7 @@ so the ratio of a biased method grows with n.
 
     python benchmarks/inpainting_accuracy.py            # full run
     python benchmarks/inpainting_accuracy.py --quick    # smoke run
+    python benchmarks/inpainting_accuracy.py --only smc # rerun the methods whose name contains "smc", keep the rest
 
 Writes benchmarks/results/inpainting_accuracy.{csv,md,png}. One thread on the CPU.
 """
@@ -91,7 +92,7 @@ def floor(post, n: int, repeats: int = 20) -> float:
     return sum(post.frechet(post.sample(n, generator=gen)) for _ in range(repeats)) / repeats
 
 
-def run(quick: bool, n: int) -> list[dict]:
+def run(quick: bool, n: int, only: str | None = None) -> list[dict]:
     rows = []
     budgets = [100, 1000] if quick else BUDGETS
     g, y0, mask, post = inpainting_problem()
@@ -100,7 +101,9 @@ def run(quick: bool, n: int) -> list[dict]:
     for sde_name, make in SDES.items():
         sde = make()
         for task in ("inpaint", "colorize"):
-            for name, spec in METHODS.items():
+            for name in METHODS:
+                if only is not None and only not in name:
+                    continue
                 for budget in budgets + ([] if quick else LONG_BUDGETS.get(name, [])):
                     spec = METHODS[name](budget) if callable(METHODS[name]) else METHODS[name]
                     gen = torch.Generator().manual_seed(budget)
@@ -129,7 +132,7 @@ def run(quick: bool, n: int) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], n: int, seconds: float) -> None:
+def write(rows: list[dict], n: int, seconds: float, only: str | None = None) -> None:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "inpainting_accuracy.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -145,7 +148,8 @@ def write(rows: list[dict], n: int, seconds: float) -> None:
         "a correlated Gaussian on (3, 2, 2) colour images, grey channel observed.",
         "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-        f"load average {os.getloadavg()[0]:.1f} at the end (2 cores shared by several jobs); {seconds:.0f} s in all.",
+        f"load average {os.getloadavg()[0]:.1f} at the end (2 cores shared by several jobs); "
+        + (f"{seconds:.0f} s in all." if only is None else f"{seconds:.0f} s for the rows rerun ({only!r}; --only)."),
         "",
     ]
     for task in ("inpaint", "colorize"):
@@ -182,11 +186,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=2000, help="samples per run")
+    parser.add_argument("--only", help="rerun only the methods whose name contains this; keep the other rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    rows = run(args.quick, args.n)
-    write(rows, args.n, time.perf_counter() - start)
+    rows = run(args.quick, args.n, args.only)
+    if args.only is not None:  # keep the other methods' rows of the last full run
+        with open(RESULTS / "inpainting_accuracy.csv", newline="") as f:
+            kept = [row for row in csv.DictReader(f) if args.only not in row["method"]]
+        for row in kept:
+            row.update({key: float(row[key]) for key in ("fd", "floor", "ratio", "seconds")})
+            row.update({key: int(row[key]) for key in ("budget", "nfe", "steps")})
+        rows = sorted(kept + rows, key=lambda r: (r["task"], r["sde"], list(METHODS).index(r["method"]), r["budget"]))
+    write(rows, args.n, time.perf_counter() - start, args.only)
 
 
 if __name__ == "__main__":
