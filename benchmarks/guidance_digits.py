@@ -2,8 +2,8 @@
 label-conditional one, scored by the share of samples the clean digits classifier assigns to the requested class and
 by FID.
 
-    python benchmarks/guidance_digits.py --uncond /work/ckpt/vp --classifier /work/ckpt/guide_noisy_clf \
-        --cfg /work/ckpt/guide_cfg --out benchmarks/results/guidance_digits
+    python benchmarks/guidance_digits.py --uncond VP_RUN --classifier NOISY_CLASSIFIER_RUN \
+        --cfg CFG_RUN --out benchmarks/results/guidance_digits
 
 Each point (model, guidance, scale) draws ``--n`` samples, n / 10 per class, with the ancestral sampler and a fixed
 seed, and writes ``points/<name>.json`` (+ ``.pt`` samples) as it finishes; a rerun skips finished points. Then

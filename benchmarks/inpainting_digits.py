@@ -7,7 +7,7 @@ drawn; the project's digits classifier (scoresde.metrics.classifier, trained wit
 label is reported, with the same share for the masked input (missing pixels set to the background level) and for
 the originals. Also the RMSE of the filled pixels to the original (a posterior sample is not meant to equal it).
 
-    python benchmarks/inpainting_digits.py --ckpt /work/ckpt/vp --n 100
+    python benchmarks/inpainting_digits.py --ckpt RUN --n 100
 
 Writes benchmarks/results/inpainting_digits/label_agreement.{csv,md}. One thread on the CPU.
 """
