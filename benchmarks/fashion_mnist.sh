@@ -9,13 +9,13 @@ kind=${1:-cpu}
 out=${2:-benchmarks/results/fashion_mnist_${kind}}
 py=${PYTHON:-python}
 case "$kind" in
-  cpu) device=cpu; fid="num_samples=1000 batch_size=250 steps=100" ;;
-  gpu) device=cuda; fid="num_samples=10000 batch_size=1000 steps=100,1000" ;;
+  cpu) device=cpu; epochs=6; fid="num_samples=1000 batch_size=250 steps=100" ;;
+  gpu) device=cuda; epochs=20; fid="num_samples=10000 batch_size=1000 steps=100,1000" ;;
   *) echo "usage: $0 cpu|gpu [OUT]" >&2; exit 2 ;;
 esac
 cache=${SCORESDE_CACHE:-$HOME/.cache/scoresde}
 if [ ! -f "$cache/classifiers/fashion_mnist.pt" ]; then
-  $py -m scoresde.metrics.train_classifier data=fashion_mnist device=$device
+  $py -m scoresde.metrics.train_classifier data=fashion_mnist device=$device classifier.epochs=$epochs
 fi
 start=$(date +%s)
 $py -m scoresde.train +benchmark=fashion_mnist_${kind} hydra.run.dir="$out/run"

@@ -9,7 +9,7 @@ unless ``save_samples=false``). FID is biased upwards at small N, so when N exce
 A rerun skips points whose file exists, so an interrupted sweep loses nothing. After every point the whole
 directory is aggregated into ``fid_sweep.csv``, ``fid_sweep.png`` (FID against NFE, one line per solver, the floor
 dashed) and ``fid_sweep.md``. The config is conf/fid_sweep.yaml. Under ``torchrun --nproc_per_node=N`` every
-point's batches are dealt to the ranks (batch k seeded by (seed, k): the same samples for any N) and rank 0 scores
+point's batches are dealt to the ranks (sample i keyed by (seed, i): the same samples for any N) and rank 0 scores
 and writes it.
 """
 

@@ -1,11 +1,14 @@
 """Sampling and evaluation spread over processes (``torchrun --nproc_per_node=N``) with process-independent results.
 
-Work is cut into chunks of a fixed size (``batch_size`` samples or test examples); chunk k always draws its random
-numbers from its own generator, seeded by (seed, k) (:func:`chunk_seed`), and the chunks are dealt round-robin
-to the ranks (:func:`shard`). So sample i (chunk i // batch_size) is the same whether 1 or N processes run, and
-one process reproduces any single sample of a large run. Rank 0 gathers the chunks in index order
-(:func:`gather_to_main`); the other ranks get None. Without an initialised process group everything runs in this
-process (rank 0 of 1).
+Work is cut into chunks of a fixed size (``batch_size`` samples or test examples), dealt round-robin to the ranks
+(:func:`shard`); rank 0 gathers the chunks in index order (:func:`gather_to_main`), the other ranks get None.
+Without an initialised process group everything runs in this process (rank 0 of 1).
+
+A sample is a function of (seed, index) alone (:func:`sample_sharded`): its prior draw x_T and every noise draw of
+the solver are keyed by its index in the whole run (:class:`~scoresde.solvers.noise.KeyedNoise`), so
+the number of processes, the batch size and the position in a batch do not change it, and one process reproduces
+any single sample of a large run. Other per-chunk randomness (the likelihood's Hutchinson probes) comes from a
+generator seeded by (seed, chunk) (:func:`chunk_seed`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor
 
 from .sampling import sample
 from .sde import SDE, ScoreFn
+from .solvers.noise import KeyedNoise, _key, keyed_normal
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,24 @@ def gather_to_main(local: dict[int, Any], group: ProcessGroup | None = None) -> 
     return dict(sorted(merged.items()))
 
 
+def derived_seed(seed: int, purpose: int) -> int:
+    """A 63-bit seed for one use (``purpose``) of a run's ``seed``, independent of :func:`chunk_seed`'s streams."""
+    return int(np.random.SeedSequence([int(seed), 2**32 + purpose]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def keyed_prior(sde: SDE, seed: int, index: range, event_shape: Sequence[int], *, device: torch.device | str = "cpu",
+                dtype: torch.dtype | None = None) -> Tensor:  # fmt: skip
+    """x_T ~ N(0, prior_std^2 I) for samples ``index`` of a run seeded with ``seed``: row i depends on (seed, i) only.
+
+    Returns:
+        Tensor of shape (len(index), *event_shape).
+    """
+    s = derived_seed(seed, 0)
+    idx = torch.arange(index.start, index.stop, dtype=torch.int64)
+    z = keyed_normal(_key(s & 0xFFFFFFFF, s >> 32, idx), tuple(event_shape), torch.float64, torch.device("cpu"))
+    return (sde.prior_std * z).to(device=device, dtype=dtype or torch.get_default_dtype())
+
+
 @dataclass
 class ShardedSampleInfo:
     """What :func:`sample_sharded` did: NFE per chunk (all chunks, on rank 0), this rank's wall time, grid steps."""
@@ -141,13 +163,20 @@ def sample_sharded(
     group: ProcessGroup | None = None,
     **sample_options: Any,
 ) -> tuple[Tensor | None, ShardedSampleInfo | None]:
-    """n samples drawn in chunks of ``batch_size``, chunk k with :func:`chunk_generator` (seed, k), spread over ranks.
+    """n samples drawn in chunks of ``batch_size`` spread over ranks; sample i is a function of (seed, i) alone.
+
+    Sample i starts from :func:`keyed_prior` (seed, i), and every noise draw of the solver is keyed by (seed, i,
+    draw count) (``noise`` = :class:`~scoresde.solvers.noise.KeyedNoise` with the chunk's index offset). So 1 or N
+    processes, and any ``batch_size``, give the same samples up to the round-off of batched arithmetic, except
+    where a solver itself couples the batch: ``ancestral``'s default ``variance="analytic"`` (Gamma is a batch mean)
+    and PC's Langevin corrector with ``snr_rule="batch"`` (one step size per batch, the reference's rule). There
+    sample i is fixed by (seed, batch_size, i) and the number of processes still does not matter.
 
     Args:
         sde, score_fn: As for :func:`scoresde.sample`.
         n: Total number of samples.
         event_shape: Shape of one sample.
-        seed: Base seed; with ``batch_size`` it fixes every sample, for any number of processes.
+        seed: Base seed; it fixes every sample, for any number of processes and batch size.
         batch_size: Samples per sampler call (the chunk size).
         device: Where to sample (default: the CPU).
         group: The process group (default: :func:`process_group`).
@@ -157,14 +186,20 @@ def sample_sharded(
         On rank 0 the samples (n, *event_shape) on the CPU in index order and a :class:`ShardedSampleInfo`;
         (None, None) on the other ranks.
     """
+    for key in ("noise", "start", "generator"):
+        if key in sample_options:
+            raise ValueError(f"sample_sharded sets {key!r} itself (from seed and the sample index); do not pass it")
     group = group or process_group()
     device = torch.device(device) if device is not None else torch.device("cpu")
     chunks = range(num_chunks(n, batch_size))
     local, start, steps = {}, time.perf_counter(), None
+    path_seed, dtype = derived_seed(seed, 1), sample_options.pop("dtype", None)
     for k in shard(chunks, group):
         idx = chunk_range(k, n, batch_size)
-        x, info = sample(sde, score_fn, (len(idx), *event_shape), generator=chunk_generator(seed, k, device),
-                         device=device, **sample_options)  # fmt: skip
+        x_T = keyed_prior(sde, seed, idx, event_shape, device=device, dtype=dtype)
+        noise = KeyedNoise(path_seed, offset=idx.start)
+        x, info = sample(sde, score_fn, None, start=x_T, noise=noise, generator=chunk_generator(seed, k, device),
+                         device=device, dtype=dtype, **sample_options)  # fmt: skip
         local[k], steps = (x.cpu(), info.nfe), info.steps
     wall = time.perf_counter() - start
     merged = gather_to_main(local, group)

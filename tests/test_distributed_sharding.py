@@ -18,14 +18,16 @@ import scoresde
 from scoresde.cli.likelihood import evaluate
 from scoresde.distributed import (
     ProcessGroup,
-    chunk_generator,
     chunk_range,
     chunk_seed,
+    derived_seed,
+    keyed_prior,
     num_chunks,
     process_group,
     sample_sharded,
     shard,
 )
+from scoresde.solvers.noise import KeyedNoise
 
 TARGET = scoresde.oracle.Gaussian(torch.tensor([1.0, -1.0]), std=torch.tensor([0.5, 2.0]))
 SDE = scoresde.VPSDE()
@@ -75,12 +77,48 @@ def test_chunks_shards_and_seeds():
         num_chunks(10, 0)
 
 
-def test_a_sample_is_fixed_by_seed_batch_size_and_index():
-    x, info = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **OPTIONS)
-    assert x.shape == (10, 2) and info.nfe == [6] * 4 and info.world_size == 1
-    # chunk 2 (samples 6..8) alone, with its own generator
-    direct, _ = scoresde.sample(SDE, TARGET.score_fn(SDE), (3, 2), generator=chunk_generator(3, 2), **OPTIONS)
-    assert torch.equal(x[6:9], direct)
+BATCH_FREE = [
+    dict(solver="euler_maruyama"),
+    dict(solver="ancestral", variance="beta_tilde"),
+    dict(solver="pc", corrector="langevin", snr_rule="sample"),
+    dict(solver="dpmpp_2m_sde"),
+    dict(solver="edm_sde", S_churn=10.0),
+    dict(solver="adaptive_sde"),
+]
+
+
+@pytest.mark.parametrize("options", BATCH_FREE, ids=[o["solver"] for o in BATCH_FREE])
+def test_a_sample_is_fixed_by_seed_and_index_whatever_the_batch_size(options):
+    options = options | dict(nfe=12)
+    x, info = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **options)
+    assert x.shape == (10, 2) and len(info.nfe) == 4 and info.world_size == 1
+    for batch_size in (1, 4, 10):
+        other, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=batch_size, **options)
+        torch.testing.assert_close(other, x, rtol=1e-5, atol=1e-6)
+    # samples 6 and 7 alone: their prior draw and Brownian paths are keyed by (seed, index)
+    start = keyed_prior(SDE, 3, range(6, 8), (2,))
+    noise = KeyedNoise(derived_seed(3, 1), offset=6)
+    direct, _ = scoresde.sample(SDE, TARGET.score_fn(SDE), None, start=start, noise=noise, **options)
+    torch.testing.assert_close(direct, x[6:8], rtol=1e-5, atol=1e-6)
+    another_seed, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=4, batch_size=3, **options)
+    assert (another_seed - x).abs().min() > 0
+
+
+def test_keyed_samples_have_the_right_distribution():
+    """Keyed prior draws and Brownian paths still give the exact p_eps (Euler-Maruyama, 200 steps, 2000 samples)."""
+    x, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 2000, (2,), seed=0, batch_size=1000, solver="euler_maruyama",
+                          steps=200, eps=1e-3, denoise=False, dtype=torch.float64)  # fmt: skip
+    exact = TARGET.marginal(SDE, 1e-3)
+    std = exact.eigvals.sqrt()
+    assert ((x.mean(0) - exact.mean).abs() < 4 * std / 2000**0.5).all()
+    assert ((x.std(0) / std - 1).abs() < 0.08).all()
+    prior = keyed_prior(SDE, 0, range(0, 20000), (2,))
+    assert abs(float(prior.mean())) < 0.03 and abs(float(prior.std()) - 1) < 0.02
+
+
+def test_sample_sharded_refuses_the_options_it_sets():
+    with pytest.raises(ValueError, match="noise"):
+        sample_sharded(SDE, TARGET.score_fn(SDE), 4, (2,), noise="brownian", **OPTIONS)
 
 
 @pytest.mark.slow

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .._utils import append_dims
 from .base import Solver, StepContext, check_count
-from .noise import BrownianNoise, _key, keyed_normal
+from .noise import BrownianNoise, KeyedNoise, _key, keyed_normal
 
 
 def _positive(name: str, value: float, upper: float = math.inf) -> float:
@@ -106,12 +106,15 @@ class AdaptiveSDE(Solver):
         mem = ctx.memory
         if not mem:
             batch, dev = x.shape[0], x.device
-            seed = int(torch.randint(2**62, (), generator=ctx.generator, device=dev))
+            keyed = ctx.noise_source if isinstance(ctx.noise_source, KeyedNoise) else None
+            seed = keyed.seed if keyed else int(torch.randint(2**62, (), generator=ctx.generator, device=dev))
+            offset = keyed.offset if keyed else 0  # rows keyed by their index in the whole run
             c = ctx.coeffs
             path = ctx.noise_source if isinstance(ctx.noise_source, BrownianNoise) else None
             if path is None and self.retry == "bridge":
-                path = BrownianNoise(seed, c.t[-1], c.t[0])
-            mem.update(seed=seed, path=path, nfe=torch.zeros(batch, dtype=torch.int64, device=dev), x_prev=x, forced=0,
+                path = BrownianNoise(seed, c.t[-1], c.t[0], offset=offset)
+            mem.update(seed=seed, offset=offset, path=path, nfe=torch.zeros(batch, dtype=torch.int64, device=dev),
+                       x_prev=x, forced=0,
                        h=torch.full((batch,), self.h_init * (ctx.coeffs.t[0] - ctx.coeffs.t[-1]), dtype=torch.float64,
                                     device=dev), rejected=0)  # fmt: skip
         return mem
@@ -127,7 +130,8 @@ class AdaptiveSDE(Solver):
             scale = append_dims((t0 - t1).clamp_min(1e-300).sqrt().to(like.dtype), like.ndim)
             return (mem["w"][idx] - w1) / scale, w1
         s = mem["seed"]
-        key = _key(s & 0xFFFFFFFF, s >> 32, idx, mem["nfe"][idx])  # the sample's attempt count keys its draw
+        # the sample's index in the run and its attempt count key its draw
+        key = _key(s & 0xFFFFFFFF, s >> 32, idx + mem["offset"], mem["nfe"][idx])
         return keyed_normal(key, tuple(like.shape[1:]), like.dtype, like.device), None
 
     def _drift(self, x: Tensor, t: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:

@@ -98,22 +98,26 @@ class BrownianNoise(NoiseSource):
         t_lo: Start of the time span (the sampler's eps; queries are clamped into the span).
         t_hi: End of the span (the SDE's T).
         depth: Levels of the tree; the path is linear below (t_hi - t_lo) 2^-depth.
+        offset: Added to every sample index: row b of a batch is sample ``offset + b`` (a chunk of a larger run,
+            e.g. :func:`scoresde.distributed.sample_sharded`, keys its rows by their index in the whole run).
     """
 
-    def __init__(self, seed: int, t_lo: float = 0.0, t_hi: float = 1.0, depth: int = 24) -> None:
+    def __init__(self, seed: int, t_lo: float = 0.0, t_hi: float = 1.0, depth: int = 24, offset: int = 0) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not t_lo < t_hi:
             raise ValueError(f"the time span must have t_lo < t_hi, got [{t_lo}, {t_hi}]")
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 30:
             raise ValueError(f"depth must be an integer in [1, 30], got {depth!r}")
-        self.seed, self.t_lo, self.t_hi, self.depth = seed, float(t_lo), float(t_hi), depth
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+        self.seed, self.t_lo, self.t_hi, self.depth, self.offset = seed, float(t_lo), float(t_hi), depth, offset
         self._calls = 0
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (t, index, W(t)) of the latest query
 
     def _sample_key(self, index: Tensor, stream: int) -> Tensor:
         s = self.seed & ((1 << 64) - 1)
-        return _key(s & _MASK, s >> 32, stream, index)
+        return _key(s & _MASK, s >> 32, stream, index + self.offset)
 
     def _node_key(self, index: Tensor, node: Tensor, stream: int) -> Tensor:
         return _mix32(self._sample_key(index, stream) ^ _mix32(node))
@@ -173,3 +177,34 @@ class BrownianNoise(NoiseSource):
         self._calls += 1
         return keyed_normal(self._node_key(index, torch.zeros_like(index), 2 + self._calls), tuple(like.shape[1:]),
                             like.dtype, like.device)  # fmt: skip
+
+
+class KeyedNoise(NoiseSource):
+    """Independent N(0, I) draws per sample, keyed by (seed, offset + row, draw count): batch-free and cheap.
+
+    Every call (a fresh normal or a grid interval's increment) is an independent standard normal for each sample,
+    a pure function of the seed, the sample's index in the whole run and how many draws came before, so a sample's
+    noise does not depend on its batch, as long as the solver makes the same calls whatever the batch (every
+    fixed-grid solver does). Unlike :class:`BrownianNoise` it is not a path: a different step count gives
+    different noise. It costs one hash per coordinate per draw (a Brownian tree query costs 2 x depth of them).
+
+    Args:
+        seed: Integer seed (64 bits are used).
+        offset: Index of the batch's first row in the whole run.
+    """
+
+    def __init__(self, seed: int, offset: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+        self.seed, self.offset, self._calls = seed, offset, 0
+
+    def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
+        index = torch.arange(like.shape[0], device=like.device) if index is None else index.to(like.device)
+        s, self._calls = self.seed & ((1 << 64) - 1), self._calls + 1
+        key = _key(s & _MASK, s >> 32, self._calls, index + self.offset)
+        return keyed_normal(key, tuple(like.shape[1:]), like.dtype, like.device)
+
+    def increment(self, like: Tensor, t_from: Tensor, t_to: Tensor, index: Tensor | None = None) -> Tensor:
+        return self.normal(like, index)
