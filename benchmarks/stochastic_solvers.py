@@ -19,7 +19,8 @@ Sections (``--section``):
   and Karras grids. k-diffusion is not a dependency: its sampling.py is read from a ``fetch``-ed mirror
   (``--k-diffusion``, a git directory) into a temporary directory at run time; the oracle is wrapped as a
   denoiser D(x, sigma) of the x/m-scaled VE view.
-* ``churn``: EDM's stochastic sampler (``edm_sde``, Karras grid) over S_churn x S_noise at 10, 20, 50 NFE.
+* ``churn``: EDM's stochastic sampler (``edm_sde``) over S_churn x S_noise on the Karras and logistic grids at 10,
+  20, 50 NFE.
 * ``subvp``: why DPM-Solver++(2M) SDE leaves many samples of the sub-VP mixture off every mode at 10 NFE: the
   sigma levels of each grid, and the sampler on the log-SNR grid clipped at sigma = 0.0105 (VP's sigma(eps)) with
   one last step to eps (under VP that clip is sigma(eps): its last step has zero length), beside the plain log-SNR
@@ -243,26 +244,28 @@ S_NOISES = (1.0, 1.003, 1.007)
 
 
 def churn(quick: bool) -> tuple[list[dict], list[str]]:
-    """EDM's Algorithm 2 over a grid of S_churn x S_noise (S_min = 0.05, S_max = 50, Karras grid)."""
+    """EDM's Algorithm 2 over S_churn x S_noise (S_min = 0.05, S_max = 50) on the Karras and logistic grids."""
     rows, n = [], 500 if quick else 1000
     budgets = (10, 20) if quick else (10, 20, 50)
     for sname, prob in problems(n):
         for nfe in budgets:
-            for s_churn in CHURNS:
-                for s_noise in S_NOISES if s_churn > 0 else (1.0,):
-                    err, info = run_library(prob, solver="edm_sde", nfe=nfe, S_churn=s_churn, S_noise=s_noise)
-                    rows.append(dict(problem=prob.name, sde=sname, S_churn=s_churn, S_noise=s_noise, nfe_budget=nfe,
-                                     nfe=info.nfe, **err))  # fmt: skip
+            for grid in ("karras", "logistic"):
+                for s_churn in CHURNS:
+                    for s_noise in S_NOISES if s_churn > 0 else (1.0,):
+                        err, info = run_library(prob, solver="edm_sde", nfe=nfe, grid=grid, S_churn=s_churn,
+                                                S_noise=s_noise)  # fmt: skip
+                        rows.append(dict(problem=prob.name, sde=sname, grid=grid, S_churn=s_churn, S_noise=s_noise,
+                                         nfe_budget=nfe, nfe=info.nfe, **err))  # fmt: skip
             print(f"{prob.name} {sname} nfe={nfe}: " + ", ".join(
-                f"{r['S_churn']:g}/{r['S_noise']:g}={r['fd_floor']:.2f}" for r in rows
+                f"{r['grid']} {r['S_churn']:g}/{r['S_noise']:g}={r['fd_floor']:.2f}" for r in rows
                 if r["problem"] == prob.name and r["sde"] == sname and r["nfe_budget"] == nfe), flush=True)  # fmt: skip
-    body = ["EDM's stochastic sampler (edm_sde, Karras grid, S_min 0.05, S_max 50) by S_churn / S_noise.", ""]
+    body = ["EDM's stochastic sampler (edm_sde, S_min 0.05, S_max 50) by grid, S_churn / S_noise.", ""]
     for problem, metrics in (("gaussian64", ("fd_floor",)), ("mixture8", ("fd_floor", "off_mode"))):
         sel = [r for r in rows if r["problem"] == problem]
         for metric in metrics:
-            body += [f"**{problem}: {metric}** (columns: SDE / NFE budget; rows: S_churn / S_noise)", ""]
+            body += [f"**{problem}: {metric}** (columns: SDE / NFE budget; rows: grid S_churn / S_noise)", ""]
             fmt = "{:.3f}" if metric == "off_mode" else "{:.2f}"
-            body += table(sel, lambda r: f"{r['S_churn']:g} / {r['S_noise']:g}",
+            body += table(sel, lambda r: f"{r['grid']} {r['S_churn']:g} / {r['S_noise']:g}",
                           lambda r: f"{r['sde']} {r['nfe_budget']}", lambda r, m=metric: r[m], fmt=fmt)  # fmt: skip
             body.append("")
     return rows, body
