@@ -14,11 +14,17 @@ Sections (``--section``):
 * ``reference``: the paper's samplers at the paper's settings against the reference implementation's figures
   (PC with the Langevin corrector, snr 0.16, at N = 1000 on VE, per-sample vs batch SNR rule; ancestral sampling
   with DDPM's variances and reverse diffusion at N = 100 and 20).
-* ``fast``: the stochastic samplers at 10, 20, 50 NFE on the uniform, log-SNR and Karras grids, and
+* ``fast``: the stochastic samplers at 10, 20, 50 NFE on the uniform, log-SNR, Karras and logistic grids, and
   k-diffusion's DPM-Solver++(2M) SDE, DPM-Solver++ SDE, DPM-Solver++(3M) SDE and Euler ancestral on the log-SNR
   and Karras grids. k-diffusion is not a dependency: its sampling.py is read from a ``fetch``-ed mirror
   (``--k-diffusion``, a git directory) into a temporary directory at run time; the oracle is wrapped as a
   denoiser D(x, sigma) of the x/m-scaled VE view.
+* ``churn``: EDM's stochastic sampler (``edm_sde``) over S_churn x S_noise on the Karras and logistic grids at 10,
+  20, 50 NFE.
+* ``subvp``: why DPM-Solver++(2M) SDE leaves many samples of the sub-VP mixture off every mode at 10 NFE: the
+  sigma levels of each grid, and the sampler on the log-SNR grid clipped at sigma = 0.0105 (VP's sigma(eps)) with
+  one last step to eps (under VP that clip is sigma(eps): its last step has zero length), beside the plain log-SNR
+  and logistic grids, at 10, 15, 20 NFE.
 * ``adaptive``: the per-sample adaptive reverse-SDE solver (Jolicoeur-Martineau et al. 2021) against 1000-step
   Euler-Maruyama.
 * ``likelihood``: total score evaluations of the per-sample adaptive likelihood against torchdiffeq's batch-shared
@@ -199,7 +205,7 @@ K_SAMPLERS = {  # name -> (function in k_diffusion.sampling, NFE per step, keywo
     "k_dpmpp_sde": ("sample_dpmpp_sde", 2, {}),
     "k_euler_ancestral": ("sample_euler_ancestral", 1, {}),
 }
-GRIDS = ("uniform", "log_snr", "karras")
+GRIDS = ("uniform", "log_snr", "karras", "logistic")
 
 
 def fast(quick: bool, k_repo: Path) -> list[dict]:
@@ -231,6 +237,78 @@ def fast(quick: bool, k_repo: Path) -> list[dict]:
                     if r["problem"] == prob.name and r["sde"] == sname and r["nfe_budget"] == nfe
                     and r["grid"] in ("karras", "log_snr")), flush=True)  # fmt: skip
     return rows
+
+
+CHURNS = (0.0, 1.0, 2.0, 5.0, 10.0, 40.0)  # gamma_i = min(S_churn / N, sqrt(2) - 1): 40 is EDM's ImageNet value
+S_NOISES = (1.0, 1.003, 1.007)
+
+
+def churn(quick: bool) -> tuple[list[dict], list[str]]:
+    """EDM's Algorithm 2 over S_churn x S_noise (S_min = 0.05, S_max = 50) on the Karras and logistic grids."""
+    rows, n = [], 500 if quick else 1000
+    budgets = (10, 20) if quick else (10, 20, 50)
+    for sname, prob in problems(n):
+        for nfe in budgets:
+            for grid in ("karras", "logistic"):
+                for s_churn in CHURNS:
+                    for s_noise in S_NOISES if s_churn > 0 else (1.0,):
+                        err, info = run_library(prob, solver="edm_sde", nfe=nfe, grid=grid, S_churn=s_churn,
+                                                S_noise=s_noise)  # fmt: skip
+                        rows.append(dict(problem=prob.name, sde=sname, grid=grid, S_churn=s_churn, S_noise=s_noise,
+                                         nfe_budget=nfe, nfe=info.nfe, **err))  # fmt: skip
+            print(f"{prob.name} {sname} nfe={nfe}: " + ", ".join(
+                f"{r['grid']} {r['S_churn']:g}/{r['S_noise']:g}={r['fd_floor']:.2f}" for r in rows
+                if r["problem"] == prob.name and r["sde"] == sname and r["nfe_budget"] == nfe), flush=True)  # fmt: skip
+    body = ["EDM's stochastic sampler (edm_sde, S_min 0.05, S_max 50) by grid, S_churn / S_noise.", ""]
+    for problem, metrics in (("gaussian64", ("fd_floor",)), ("mixture8", ("fd_floor", "off_mode"))):
+        sel = [r for r in rows if r["problem"] == problem]
+        for metric in metrics:
+            body += [f"**{problem}: {metric}** (columns: SDE / NFE budget; rows: grid S_churn / S_noise)", ""]
+            fmt = "{:.3f}" if metric == "off_mode" else "{:.2f}"
+            body += table(sel, lambda r: f"{r['grid']} {r['S_churn']:g} / {r['S_noise']:g}",
+                          lambda r: f"{r['sde']} {r['nfe_budget']}", lambda r, m=metric: r[m], fmt=fmt)  # fmt: skip
+            body.append("")
+    return rows, body
+
+
+class ClippedLogSNR(scoresde.solvers.DPMSolverPP2MSDE):
+    """DPM-Solver++(2M) SDE on a grid uniform in lambda from sigma(T) down to ``sigma_lo``, then one step to eps."""
+
+    def __init__(self, sigma_lo: float, **options):
+        super().__init__(**options)
+        self.sigma_lo = sigma_lo
+
+    def grid(self, sde, steps, eps):
+        sigmas = torch.logspace(math.log10(float(sde.sigma(sde.T))), math.log10(self.sigma_lo), steps,
+                                dtype=torch.float64)  # fmt: skip
+        t = sde.t_from_sigma(sigmas)
+        t[0] = sde.T
+        return torch.cat([t, torch.tensor([eps], dtype=torch.float64)])
+
+
+def subvp(quick: bool) -> tuple[list[dict], list[str]]:
+    """dpmpp_2m_sde on the mixture under VP and sub-VP: log-SNR, clipped log-SNR and logistic grids (docstring)."""
+    rows, n = [], 500 if quick else 1000
+    for sname, prob in problems(n, which=("mixture8",), sdes=("vp", "subvp")):
+        for nfe in (10, 15, 20):
+            for name, solver in (("log_snr", "dpmpp_2m_sde"), ("log_snr clipped at 0.0105", ClippedLogSNR(0.0105)),
+                                 ("logistic", "dpmpp_2m_sde")):  # fmt: skip
+                grid = {"grid": name} if name in GRIDS else {}
+                err, info = run_library(prob, solver=solver, nfe=nfe, **grid)
+                sig = prob.sde.sigma(info.times.double())
+                rows.append(dict(problem=prob.name, sde=sname, grid=name, nfe_budget=nfe, nfe=info.nfe,
+                                 sigma_eps=float(sig[-1]), steps_below_0_03=int((sig[1:] < 0.03).sum()),
+                                 sigmas=" ".join(f"{v:.3g}" for v in sig.tolist()), **err))  # fmt: skip
+                print(rows[-1], flush=True)
+    body = ["DPM-Solver++(2M) SDE (default options) on the 2-D mixture; steps_below_0_03: grid intervals ending below "
+            "sigma = 0.03 (the modes' std is 0.15).", "",
+            "| sde | grid | NFE | sigma(eps) | steps below 0.03 | off mode | mode TV | FD/floor | sigma levels |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        body.append(f"| {r['sde']} | {r['grid']} | {r['nfe']} | {r['sigma_eps']:.3g} | {r['steps_below_0_03']} | "
+                    f"{r['off_mode']:.3f} | {r['mode_tv']:.3f} | {r['fd_floor']:.2f} | "
+                    f"{r['sigmas'] if r['nfe'] == 10 else ''} |")  # fmt: skip
+    return rows, body
 
 
 def adaptive(quick: bool) -> tuple[list[dict], list[str]]:
@@ -368,7 +446,8 @@ def plot_fast(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--section", choices=("reference", "fast", "adaptive", "likelihood", "all"), default="all")
+    sections = ("reference", "fast", "churn", "subvp", "adaptive", "likelihood", "all")
+    parser.add_argument("--section", choices=sections, default="all")
     parser.add_argument("--quick", action="store_true", help="500 samples and short ladders (smoke run)")
     parser.add_argument("--k-diffusion", type=Path, default=K_DIFFUSION, help="git directory of k-diffusion")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -377,7 +456,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     header = [f"Machine: {machine}, torch.set_num_threads(1); load average {os.getloadavg()[0]:.1f} at the start.", ""]
-    sections = ("reference", "fast", "adaptive", "likelihood") if args.section == "all" else (args.section,)
+    every = ("reference", "fast", "churn", "subvp", "adaptive", "likelihood")
+    sections = every if args.section == "all" else (args.section,)
     for section in sections:
         start = time.perf_counter()
         suffix = section + ("_quick" if args.quick else "")
@@ -396,6 +476,10 @@ def main() -> None:
             rows = fast(args.quick, args.k_diffusion)
             plot_fast(rows, args.out / f"stochastic_solvers_{suffix}.png")
             body = fast_markdown(rows)
+        elif section == "churn":
+            rows, body = churn(args.quick)
+        elif section == "subvp":
+            rows, body = subvp(args.quick)
         elif section == "adaptive":
             rows, body = adaptive(args.quick)
         else:

@@ -13,6 +13,11 @@ Hairer's initial step-size selection (Hairer, Norsett & Wanner, "Solving ODEs I"
 the step-size update h <- h min(10, max(0.2, 0.9 err^(-1/5))) (no growth after a rejection, no shrinking after an
 acceptance, as torchdiffeq). The error of sample b is max over the state's components of the RMS of
 err / (atol + rtol max(|y_old|, |y_new|)) over that component's coordinates.
+
+torchode (Lienen & Guennemann 2022) also gives every sample its own step size, but evaluates the right-hand side on
+the whole batch at every call until the slowest sample ends. With the same controller and norm its samples need
+about the evaluations of this solver's (0-10% fewer, at a somewhat larger error for the same tolerance), but it
+computes 1.0-2.0x the score rows, 1.7x on the mixed-difficulty likelihoods (benchmarks/per_sample_ode.py).
 """
 
 from __future__ import annotations
