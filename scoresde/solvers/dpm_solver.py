@@ -23,6 +23,7 @@ from typing import Any
 from torch import Tensor
 
 from ..sde import SDE
+from . import grids
 from .base import StepContext, check_count
 from .exponential import ExponentialIntegrator, Node, phi
 
@@ -60,11 +61,11 @@ class DPMSolver(ExponentialIntegrator):
         rho: Exponent of the "karras" grid (default 5).
     """
 
-    default_grid = "karras"
+    default_grid = "logistic_mixed"
 
     def __init__(
         self,
-        order: int = 3,
+        order: int = 2,
         prediction: str = "noise",
         method: str = "multistep",
         lower_order_final: bool = False,
@@ -85,6 +86,12 @@ class DPMSolver(ExponentialIntegrator):
         self.order, self.method = order, method
         self.lower_order_final, self.solver_type = lower_order_final, solver_type
         self.nfe_per_step = 1 if method == "multistep" else order
+
+    def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
+        """The ``grid`` option's grid; by default :func:`grids.logistic_mixed`."""
+        if self.grid_kind == "logistic_mixed":
+            return grids.logistic_mixed(sde, steps, eps)
+        return super().grid(sde, steps, eps)
 
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Multistep: ``nfe`` steps. Single-step: ``steps`` steps of ``order``, or the order mix spending ``nfe``."""
