@@ -189,6 +189,13 @@ def best_of(rows: list[dict], library: bool | None = None, **match) -> dict | No
     return min(cands, key=lambda r: r["rmse"]) if cands else None
 
 
+def recommended_best(rows: list[dict], pname: str, sname: str, nfe: int) -> dict | None:
+    """The most accurate of the references' default and recommended configurations on one problem and budget."""
+    configs = list(REFERENCE_DEFAULTS.items()) + reference_recommended(nfe)
+    found = [best_of(rows, problem=pname, sde=sname, budget=nfe, family=f, method=m) for f, m in configs]
+    return min((r for r in found if r), key=lambda r: r["rmse"], default=None)
+
+
 def summary_line(rows, pname, sname, nfe) -> str:
     lib = best_of(rows, True, problem=pname, sde=sname, budget=nfe)
     ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
@@ -231,9 +238,7 @@ def write(rows: list[dict], sweep_rows: list[dict], tag: str) -> None:
         ref = best_of(rows, False, problem=pname, sde=sname, budget=nfe)
         defaults = [best_of(rows, problem=pname, sde=sname, budget=nfe, family=f, method=m)
                     for f, m in REFERENCE_DEFAULTS.items()]  # fmt: skip
-        recommended = [best_of(rows, problem=pname, sde=sname, budget=nfe, family=f, method=m)
-                       for f, m in reference_recommended(nfe)] + defaults  # fmt: skip
-        rec = min((r for r in recommended if r), key=lambda r: r["rmse"], default=None)
+        rec = recommended_best(rows, pname, sname, nfe)
         ref_default = min((r["rmse"] for r in defaults if r), default=math.nan)
         if lib and ref and rec:
             ratios = dict(zip(COLUMNS, (lib["rmse"] / ref["rmse"], lib["rmse"] / rec["rmse"],
@@ -289,6 +294,9 @@ def plot(rows, keys, budgets, path: Path) -> None:
             pts = [best_of(rows, problem=pname, sde=sname, family=fam, budget=b) for b in budgets]
             xs = [b for b, p in zip(budgets, pts, strict=True) if p]
             ax.plot(xs, [p["rmse"] for p in pts if p], "--", marker="x", label=f"{fam} (best config)")
+        rec = [recommended_best(rows, pname, sname, b) for b in budgets]
+        xs = [b for b, p in zip(budgets, rec, strict=True) if p]
+        ax.plot(xs, [p["rmse"] for p in rec if p], "k:", marker="s", label="their defaults + recommended (best)")
         for name in DEFAULTS:
             pts = [best_of(rows, True, problem=pname, sde=sname, method=name, budget=b) for b in budgets]
             xs = [b for b, p in zip(budgets, pts, strict=True) if p]
