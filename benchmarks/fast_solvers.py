@@ -9,7 +9,8 @@ rtol = atol = 1e-10 in float64 for the mixture.
 Side by side: the official DPM-Solver(++) and UniPC code and k-diffusion's ODE samplers (benchmarks/
 reference_solvers.py; each configuration of theirs: prediction, single-/multistep, order, variant, time grid),
 and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``). ``--sweep`` also runs scoresde's
-options (order, prediction, grid, lower_order_final, variant) to choose the defaults.
+options (order, prediction, grid, lower_order_final, variant) and a ladder of logistic grids (floor, width) for
+DPM-Solver-2M, each ranked alone and beside the UniPC default, to choose the defaults.
 
     PYTHONPATH=. python benchmarks/fast_solvers.py            # about 40 minutes on one (busy) thread
     PYTHONPATH=. python benchmarks/fast_solvers.py --sweep --n 100 --budgets 6 10 20   # + the option sweep
@@ -93,9 +94,21 @@ def reference_recommended(nfe: int) -> list[tuple[str, str]]:
     return out + [("k-diffusion", f"{m} karras") for m in ("dpmpp_2m", "dpmpp_2s", "lms", "dpmpp_2m_sde_heun", "heun")]
 
 
+class LogisticDPMSolver(scoresde.solvers.DPMSolver):
+    """DPM-Solver-2M on a ``logistic`` grid of a given floor and width (the ladder that chose ``logistic_mixed``)."""
+
+    def __init__(self, floor: float, width: float) -> None:
+        super().__init__(order=2, prediction="noise", lower_order_final=False)
+        self.floor, self.width = floor, width
+
+    def grid(self, sde: scoresde.SDE, steps: int, eps: float) -> torch.Tensor:
+        return scoresde.solvers.grids.logistic(sde, steps, eps, floor=self.floor, width=self.width)
+
+
 def sweep_configs() -> dict[str, dict]:
-    """scoresde's options for the choice of defaults."""
-    out = {}
+    """scoresde's options for the choice of defaults, and the ladder of logistic grids for DPM-Solver-2M."""
+    out = {f"dpm_solver 2M noise logistic floor={f} width={w}": {"solver": LogisticDPMSolver(f, w)}
+           for f, w in product((0.05, 0.15, 0.25, 0.3, 0.35, 0.45), (1.5, 1.75, 2.0, 3.0))}  # fmt: skip
     grids = [(g, {"grid": g}) for g in ("log_snr", "uniform", "quadratic", "logistic")] + [
         (f"karras{rho:g}", {"grid": "karras", "rho": rho}) for rho in (5.0, 7.0)
     ]
@@ -263,6 +276,9 @@ def write(rows: list[dict], sweep_rows: list[dict], tag: str) -> None:
     if sweep_rows:
         lines += ["", "## Option sweep (geometric mean over the six problems of RMSE / best reference RMSE)", ""]
         lines += sweep_table(rows, sweep_rows, budgets)
+        lines += ["", "## Beside the UniPC default: worst ratio to their defaults + recommended over the six problems "
+                  "(<= 1 at 10 and 20, <= 2 at 6 meets the target) and hindsight problem-budgets met", ""]  # fmt: skip
+        lines += paired_table(rows, sweep_rows)
     (RESULTS / f"fast_solvers{tag}.md").write_text("\n".join(lines) + "\n")
     plot(rows, keys, budgets, RESULTS / f"fast_solvers{tag}.png")
 
@@ -285,6 +301,25 @@ def sweep_table(rows, sweep_rows, budgets, top: int = 25) -> list[str]:
     return head + [
         f"| {m} | " + " | ".join(f"{gm[m].get(b, math.nan):.2f}" for b in budgets) + " |" for m in order[:top]
     ]
+
+
+def paired_table(rows: list[dict], sweep_rows: list[dict], partner: str = "unipc", top: int = 25) -> list[str]:
+    """Each option set of the sweep with the ``partner`` default beside it: the best of the two on every problem."""
+    keys = sorted({(r["problem"], r["sde"], r["budget"]) for r in sweep_rows if r["budget"] in (6, 10, 20)})
+    scores = {}
+    for method in sorted({r["method"] for r in sweep_rows}):
+        worst, met = 0.0, 0
+        for pname, sname, nfe in keys:
+            mine = [best_of(sweep_rows, problem=pname, sde=sname, budget=nfe, method=method),
+                    best_of(rows, True, problem=pname, sde=sname, budget=nfe, method=partner)]  # fmt: skip
+            err = min(r["rmse"] for r in mine if r)
+            limit = 2.0 if nfe == 6 else 1.0
+            worst = max(worst, err / recommended_best(rows, pname, sname, nfe)["rmse"] / limit)
+            met += err <= limit * (1 + TIE) * best_of(rows, False, problem=pname, sde=sname, budget=nfe)["rmse"]
+        scores[method] = (worst, met)
+    head = [f"| options (+ {partner} default) | worst / target | hindsight met |", "|---|---|---|"]
+    order = sorted(scores, key=lambda m: (scores[m][0], -scores[m][1]))
+    return head + [f"| {m} | {scores[m][0]:.2f} | {scores[m][1]}/{len(keys)} |" for m in order[:top]]
 
 
 def plot(rows, keys, budgets, path: Path) -> None:
