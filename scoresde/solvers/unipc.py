@@ -28,9 +28,9 @@ from .base import StepContext
 from .exponential import ExponentialIntegrator, Node, Transfer, phi
 
 VARIANTS = ("bh1", "bh2", "auto")
-FEW_STEPS = 10
+FEW_STEPS = 15
 """Runs below this many steps take B(h) = h (``variant="auto"``) on the "logistic" grid (the default grid); longer
-runs take B(h) = e^h - 1 on the log-SNR grid."""
+runs take B(h) = e^h - 1 on the log-SNR grid, the UniPC authors' recommended setting."""
 
 
 def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
@@ -46,26 +46,28 @@ def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
 class UniPC(ExponentialIntegrator):
     """UniPC-p: UniP-p predictor with the UniC corrector (Zhao et al. 2023, Algorithms 1-3), one NFE per step.
 
-    The defaults follow the authors' advice for unconditional sampling of low-resolution models from 10 steps:
-    order 3, data prediction, lower-order final steps, the log-SNR grid (their score_sde example,
-    example/score_sde_pytorch) and B(h) = e^h - 1 (the docstring of their diffusers port, UniPCMultistepScheduler:
-    "bh1 for unconditional sampling when steps < 10, and bh2 otherwise"); there they match the published code's
-    recommended configuration to round-off. Below 10 steps they take B(h) = h on the "logistic" grid: on the
-    digits VP model at 5 NFE the log-SNR grid gave FID 27 against 5.3 (benchmarks/fid_sweep.py). With the exact
-    score noise prediction is often more accurate, but with a learned score it overshoots at 5-10 NFE (FID 104 at
-    5 NFE on digits, VP), so data prediction is the default.
+    The defaults switch at 15 steps. From 15 they are the authors' advice for unconditional sampling of
+    low-resolution models: order 3, data prediction, lower-order final steps, the log-SNR grid (their score_sde
+    example, example/score_sde_pytorch) and B(h) = e^h - 1 (the docstring of their diffusers port,
+    UniPCMultistepScheduler: "bh1 for unconditional sampling when steps < 10, and bh2 otherwise"), which the
+    library then matches to round-off; on the 64-D oracle Gaussian at 20 NFE only the log-SNR grid resolves every
+    scale (VE: flow-map RMSE 3e-5 against 2e-3 on the "logistic" grid). Below 15 steps they keep B(h) = h on the
+    "logistic" grid, which concentrates the steps near sigma = 1: on the digits models the log-SNR grid was worse at
+    5 NFE (VP: FID 27 against 5.7) and at 10 (by 0.2-0.5 in each of three seeds, VP and VE; benchmarks/fid_sweep.py).
+    With the exact score noise prediction is often more accurate, but with a learned score it overshoots at 5-10
+    NFE (FID 104 at 5 NFE on digits, VP), so data prediction is the default.
 
     Args:
         order: Order p of the predictor, 1-3 (the corrector adds one).
-        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1) or "auto" (bh1 for runs below 10 steps, else bh2).
+        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1) or "auto" (bh1 for runs below 15 steps, else bh2).
         prediction: "data" (their code's default) or "noise".
         lower_order_final: Lower the order of the last steps to the steps left (their code's default).
-        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "logistic" below 10 steps, else
+        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "logistic" below 15 steps, else
             "log_snr" (uniform in lambda).
         rho: Exponent of the "karras" grid.
     """
 
-    default_grid = "logistic below 10 steps, else log_snr"
+    default_grid = "logistic below 15 steps, else log_snr"
 
     def __init__(
         self,
@@ -87,7 +89,7 @@ class UniPC(ExponentialIntegrator):
         self.order, self.variant, self.lower_order_final = order, variant, lower_order_final
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """The ``grid`` option's grid; by default "logistic" for runs below 10 steps and "log_snr" from 10."""
+        """The ``grid`` option's grid; by default "logistic" for runs below 15 steps and "log_snr" from 15."""
         if self.grid_name is None:
             return grids.make("logistic" if steps < FEW_STEPS else "log_snr", sde, steps, eps)
         return super().grid(sde, steps, eps)
