@@ -46,10 +46,10 @@ class DPMSolver(ExponentialIntegrator):
 
     The defaults (DPM-Solver-2M: multistep order 2, noise prediction, no lower-order final steps, on the
     :func:`grids.logistic_mixed` grid) were chosen on the six oracle problems at 6-20 NFE (benchmarks/fast_solvers.py
-    --sweep and option ladders of that grid): beside UniPC's defaults they make the library at least as accurate as
-    every configuration the published DPM-Solver, UniPC and k-diffusion code recommend for this kind of problem.
-    On the digits models they are no worse than the previous defaults (3M on a Karras grid, rho = 5) and better at
-    5 NFE (FID 9.0 against 12.0 under VP, 8.1 against 9.4 under VE; benchmarks/fid_sweep.py).
+    --sweep, with a ladder of that grid's floor and width): beside UniPC's defaults they make the library at least
+    as accurate as every configuration the published DPM-Solver, UniPC and k-diffusion code recommend for this kind
+    of problem. On the digits models they are no worse than the previous defaults (3M on a Karras grid, rho = 5)
+    and better at 5 NFE (FID 9.0 against 12.0 under VP, 8.5 against 9.4 under VE; benchmarks/fid_sweep.py).
 
     Args:
         order: 1 (DDIM), 2 (default) or 3.
