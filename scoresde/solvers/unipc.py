@@ -9,7 +9,8 @@ uses the previous model outputs M_{-k} at r_k = (lambda_{-k} - lambda_0) / h and
 
 with M~_{i+1} = M(x~_{i+1}, t_{i+1}), which is also the model output the next step starts from. The weights solve
 R a = b with R_{jk} = r_k^j and b_j = j! g_{j+1}(hh) / B(h) (their Theorem 3.1; r_p = 1 for the corrector);
-order 2 predictors and order 1 correctors take their closed-form a = 1/2. B(h) = hh ("bh1") or e^hh - 1 ("bh2").
+order 2 predictors and order 1 correctors take their closed-form a = 1/2. B(h) = hh ("bh1") or e^hh - 1 ("bh2");
+"auto" takes bh1 for runs below 15 steps.
 The corrector is skipped after the last step (it would need one more evaluation). The first steps use lower
 orders until enough history exists; with ``lower_order_final`` the last steps lower the order again.
 """
@@ -53,7 +54,7 @@ class UniPC(ExponentialIntegrator):
     library then matches to round-off; on the 64-D oracle Gaussian at 20 NFE only the log-SNR grid resolves every
     scale (VE: flow-map RMSE 3e-5 against 2e-3 on the "logistic" grid). Below 15 steps they keep B(h) = h on the
     "logistic" grid, which concentrates the steps near sigma = 1: on the digits models the log-SNR grid was worse at
-    5 NFE (VP: FID 27 against 5.7) and at 10 (by 0.2-0.5 in each of three seeds, VP and VE; benchmarks/fid_sweep.py).
+    5 NFE (VP: FID 27 against 5.7) and at 10 (by 0.2-0.5 in each of five seed and SDE pairs; fid_sweep.py).
     With the exact score noise prediction is often more accurate, but with a learned score it overshoots at 5-10
     NFE (FID 104 at 5 NFE on digits, VP), so data prediction is the default.
 
