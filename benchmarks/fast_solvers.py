@@ -8,12 +8,15 @@ rtol = atol = 1e-10 in float64 for the mixture.
 
 Side by side: the official DPM-Solver(++) and UniPC code and k-diffusion's ODE samplers (benchmarks/
 reference_solvers.py; each configuration of theirs: prediction, single-/multistep, order, variant, time grid),
-and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``). ``--sweep`` also runs scoresde's
+and scoresde's solvers with their DEFAULT options at the same budget (``nfe=``). The table compares the best of
+scoresde's defaults with three references: the best of all their configurations (hindsight), the best of each
+package's defaults and documented recommendations (``reference_recommended``), and their defaults alone.
+``--sweep`` also runs scoresde's
 options (order, prediction, grid, lower_order_final, variant) and a ladder of logistic grids (floor, width) for
 DPM-Solver-2M, each ranked alone and beside the UniPC default, to choose the defaults.
 
-    PYTHONPATH=. python benchmarks/fast_solvers.py            # about 40 minutes on one (busy) thread
-    PYTHONPATH=. python benchmarks/fast_solvers.py --sweep --n 100 --budgets 6 10 20   # + the option sweep
+    PYTHONPATH=. python benchmarks/fast_solvers.py --n 200    # about 3 minutes on one thread (shared, load 3-5)
+    PYTHONPATH=. python benchmarks/fast_solvers.py --sweep --n 200 --budgets 6 10 20   # + the sweep, about 8 min
     PYTHONPATH=. python benchmarks/fast_solvers.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/fast_solvers.py --report   # rewrite the table and plot from the CSV
 
