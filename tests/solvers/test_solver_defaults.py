@@ -65,11 +65,11 @@ def test_unipc_default_at_20_nfe_resolves_every_scale_of_the_64d_gaussian(sde, t
 
 
 def test_dpm_solver_default_at_6_nfe_on_the_mixture():
-    """DPM-Solver-2M on "logistic_mixed": 0.06 at 6 NFE under VP; the previous default (3M, Karras rho=5) 0.32."""
+    """DPM-Solver-2M on "logistic_mixed": 0.023 at 6 NFE under VP; the previous default (3M, Karras rho=5) 0.30."""
     sde, data = scoresde.VPSDE(), eight_gaussians()
     p_T = GaussianMixture([c.marginal(sde, sde.T) for c in data.components], data.weights)
     x_T = p_T.sample(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     score = data.score_fn(sde)
     exact, _ = scoresde.sample(sde, score, None, start=x_T, solver="ode", rtol=1e-8, atol=1e-8, denoise=False)
     x, info = scoresde.sample(sde, score, None, start=x_T, solver="dpm_solver", nfe=6, denoise=False)
-    assert info.nfe == 6 and _rmse(x, exact) < 0.1
+    assert info.nfe == 6 and _rmse(x, exact) < 0.06
