@@ -6,7 +6,8 @@ temporary directory and imports it from there. A family whose snapshot is absent
 
     LuChengTHU/dpm-solver   dpm_solver_pytorch.py    DPM-Solver / DPM-Solver++ (Lu et al. 2022a, 2022b)
     wl-zhao/UniPC           uni_pc.py                UniPC (Zhao et al. 2023)
-    crowsonkb/k-diffusion   k_diffusion/sampling.py  Heun, DPM-2, LMS, DPM-Solver++(2M), (3M), DPM-Solver-fast
+    crowsonkb/k-diffusion   k_diffusion/sampling.py  Heun, DPM-2, LMS, DPM-Solver++(2M), (2S), (3M), (2M) SDE at
+                                                     eta = 0 with the Heun term, DPM-Solver-fast
 
 Every family is driven through the SDE's own alpha_t = m(t), sigma_t = s(t) and lambda_t = -log sigma(t) (an
 adapter with their noise-schedule interface), so VP, sub-VP and VE all run, with the exact score as the model.
@@ -162,6 +163,11 @@ def runs(modules: dict, sde: scoresde.SDE, score_fn, nfe: int, eps: float) -> It
         yield from _kdiffusion_runs(modules["k-diffusion"], sde, score_fn, nfe, eps)
 
 
+def _no_noise(sigma: Tensor, sigma_next: Tensor) -> float:
+    """A noise sampler for eta = 0 (never scaled above zero), which keeps torchsde's Brownian tree away."""
+    return 0.0
+
+
 def _kdiffusion_runs(mod, sde, score_fn, nfe: int, eps: float) -> Iterator[tuple[str, str, Run]]:
     """k-diffusion's samplers on x_tilde = x / m(t) with noise level sigma = s / m (their denoiser D)."""
     lo, hi = float(sde.sigma(eps)), float(sde.sigma(sde.T))
@@ -185,7 +191,14 @@ def _kdiffusion_runs(mod, sde, score_fn, nfe: int, eps: float) -> Iterator[tuple
         "lms": (mod.sample_lms, 1),
         "dpmpp_2m": (mod.sample_dpmpp_2m, 1),
         # eta = 0 makes it the deterministic DPM-Solver++(3M); a noise sampler that is never called keeps torchsde away
-        "dpmpp_3m": (lambda *a, **k: mod.sample_dpmpp_3m_sde(*a, eta=0.0, noise_sampler=lambda s, t: 0.0, **k), 1),
+        "dpmpp_3m": (lambda *a, **k: mod.sample_dpmpp_3m_sde(*a, eta=0.0, noise_sampler=_no_noise, **k), 1),
+        # the sampler of their train.py (demo grid and FID): DPM-Solver++(2M) SDE at eta = 0 with the Heun-type term
+        "dpmpp_2m_sde_heun": (
+            lambda *a, **k: mod.sample_dpmpp_2m_sde(*a, eta=0.0, solver_type="heun", noise_sampler=_no_noise, **k),
+            1,
+        ),
+        # DPM-Solver++(2S) (README: "(2S) and (2M) ... for improved quality with low numbers of steps"), eta = 0
+        "dpmpp_2s": (lambda *a, **k: mod.sample_dpmpp_2s_ancestral(*a, eta=0.0, noise_sampler=_no_noise, **k), 2),
     }
     for name, (fn, per_step) in samplers.items():
         for gname, grid in grids.items():

@@ -199,7 +199,7 @@ def test_fast_orders_spend_the_budget(order):
 @pytest.mark.parametrize("nfe", [4, 10, 11])
 def test_singlestep_spends_exactly_the_budget(sde, grid, nfe):
     x, info = scoresde.sample(sde, DATA.score_fn(sde), (5, 2), solver="dpm_solver", method="singlestep", nfe=nfe,
-                              grid=grid, denoise=False)  # fmt: skip
+                              order=3, grid=grid, denoise=False)  # fmt: skip
     assert info.nfe == nfe and info.steps == len(fast_orders(nfe, 3)) and bool(torch.isfinite(x).all())
 
 
