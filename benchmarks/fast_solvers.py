@@ -270,7 +270,7 @@ def write(rows: list[dict], sweep_rows: list[dict], tag: str) -> None:
     lines += ["", "Target met (ratio <= 2 at 6 NFE, <= 1 at 10 and 20), problems out of 6:", "",
               "| against | " + " | ".join(f"{b} NFE" for b in met) + " |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {c} | " + " | ".join(f"{met[b][c][0]}/{met[b][c][1]}" for b in met) + " |" for c in COLUMNS]
-    lines += ["", "A tie within 1e-6 (the same algorithm on the same grid: the library's UniPC default from 10 NFE is "
+    lines += ["", "A tie within 1e-6 (the same algorithm on the same grid: the library's UniPC default from 15 NFE is "
               "UniPC's recommended configuration) counts as met.", ""]  # fmt: skip
     lines += ["Their defaults: " + ", ".join(f"{f} `{m}`" for f, m in REFERENCE_DEFAULTS.items()) + "."]
     lines += ["", "Their recommendations (sources: `reference_recommended` in benchmarks/fast_solvers.py; NFE <= 10 "
