@@ -170,14 +170,20 @@ def run_sampling(solver: str, sde, data, x_T: torch.Tensor, tol: float, net: boo
 
 
 # --------------------------------------------------------------------------------------------- likelihood
-def likelihood_problems(quick: bool):
+def mixed_difficulty_batches(quick: bool):
+    """(name, data, x): a 16-D Gaussian batch with an eighth far in the tails, a mixture batch with an eighth between
+    the modes (also used by benchmarks/stochastic_solvers.py --section likelihood)."""
     gen = torch.Generator().manual_seed(0)
     gauss, mix = anisotropic_gaussian(16), eight_gaussians()
     xg = gauss.sample(32 if quick else 64, generator=gen, dtype=torch.float64)
     xg[: len(xg) // 8] *= 3.0  # an eighth of the batch far in the tails
     xm = mix.sample(64 if quick else 128, generator=gen, dtype=torch.float64)
     xm[: len(xm) // 8] = 6 * torch.rand(len(xm) // 8, 2, generator=gen, dtype=torch.float64) - 3  # between modes
-    for pname, data, x in (("gaussian16", gauss, xg), ("mixture8", mix, xm)):
+    return (("gaussian16", gauss, xg), ("mixture8", mix, xm))
+
+
+def likelihood_problems(quick: bool):
+    for pname, data, x in mixed_difficulty_batches(quick):
         for sname, sde in sdes(data):
             if pname == "gaussian16":
                 exact = data.ode_log_prob(sde, x, eps=EPS_LIKELIHOOD)

@@ -342,14 +342,10 @@ def adaptive(quick: bool) -> tuple[list[dict], list[str]]:
 
 def likelihood(quick: bool) -> tuple[list[dict], list[str]]:
     """Per-sample adaptive likelihood vs torchdiffeq's batch-shared dopri5 on batches of mixed difficulty."""
+    from per_sample_ode import mixed_difficulty_batches
+
     rows = []
-    gen = torch.Generator().manual_seed(0)
-    gauss, mix = anisotropic_gaussian(16), eight_gaussians()
-    xg = gauss.sample(32 if quick else 64, generator=gen, dtype=torch.float64)
-    xg[: len(xg) // 8] *= 3.0  # an eighth of the batch far in the tails
-    xm = mix.sample(64 if quick else 128, generator=gen, dtype=torch.float64)
-    xm[: len(xm) // 8] = 6 * torch.rand(len(xm) // 8, 2, generator=gen, dtype=torch.float64) - 3  # between modes
-    for pname, data, x in (("gaussian16", gauss, xg), ("mixture8", mix, xm)):
+    for pname, data, x in mixed_difficulty_batches(quick):
         for sname, sde in (("vp", scoresde.VPSDE()), ("ve", scoresde.VESDE(0.01, ve_sigma_max(data)))):
             if pname == "gaussian16":
                 exact = data.ode_log_prob(sde, x, eps=1e-5)
