@@ -53,6 +53,9 @@ def test_dpm_solver_default_grid_is_logistic_mixed_below_15_steps_else_logistic_
 def test_logistic_mixed_and_narrow_are_logistic_grids_between_log_snr_and_the_default_bump(sde):
     mixed, narrow = grids.logistic_mixed(sde, 16, EPS), grids.logistic_narrow(sde, 16, EPS)
     torch.testing.assert_close(mixed, grids.logistic(sde, 16, EPS, width=1.625, floor=0.425), rtol=0, atol=0)
+    for steps, width, floor in ((7, 1.75, 0.35), (8, 1.625, 0.425)):  # few steps: the lower floor, wider bump
+        expected = grids.logistic(sde, steps, EPS, width=width, floor=floor)
+        torch.testing.assert_close(grids.logistic_mixed(sde, steps, EPS), expected, rtol=0, atol=0)
     torch.testing.assert_close(narrow, grids.logistic(sde, 16, EPS, width=1.5, floor=0.2), rtol=0, atol=0)
     for t in (mixed, narrow):
         assert float(t[0]) == sde.T and float(t[-1]) == EPS and bool((t[1:] < t[:-1]).all())
