@@ -26,6 +26,7 @@ from ..sde import SDE
 from . import grids
 from .base import StepContext, check_count
 from .exponential import ExponentialIntegrator, Node, phi
+from .unipc import FEW_STEPS
 
 METHODS = ("multistep", "singlestep")
 SOLVER_TYPES = ("dpmsolver", "taylor")
@@ -44,12 +45,16 @@ def fast_orders(nfe: int, order: int) -> list[int]:
 class DPMSolver(ExponentialIntegrator):
     """DPM-Solver / DPM-Solver++ of order 1-3, single-step or multistep.
 
-    The defaults (DPM-Solver-2M: multistep order 2, noise prediction, no lower-order final steps, on the
-    :func:`grids.logistic_mixed` grid) were chosen on the six oracle problems at 6-20 NFE (benchmarks/fast_solvers.py
-    --sweep, with a ladder of that grid's floor and width): beside UniPC's defaults they make the library at least
-    as accurate as every configuration the published DPM-Solver, UniPC and k-diffusion code recommend for this kind
-    of problem. On the digits models they are no worse than the previous defaults (3M on a Karras grid, rho = 5)
-    and better at 5 NFE (FID 9.0 against 12.0 under VP, 8.5 against 9.4 under VE; benchmarks/fid_sweep.py).
+    The defaults are DPM-Solver-2M (multistep order 2, noise prediction, no lower-order final steps) on a grid that
+    switches at 15 steps, with UniPC's: below 15 :func:`grids.logistic_mixed` (a bump at sigma = 1 on a high uniform
+    floor), from 15 :func:`grids.logistic_narrow` (a narrower bump; UniPC's default then walks the log-SNR grid,
+    which resolves the data's many scales). They were chosen on the six oracle problems at 6-20 NFE
+    (benchmarks/fast_solvers.py, x_T draws of seeds 0 and 3 at n = 1000) so that, beside UniPC's defaults, the
+    library is at least as accurate as every configuration the published DPM-Solver, UniPC and k-diffusion code
+    recommend for this kind of problem. On the held-out seeds 1 and 2 (n = 1000) the largest ratio is 0.97 at 10 NFE
+    (the VE Gaussian and the VE mixture) and 0.94 at 20 (the VE mixture). On the digits models
+    (benchmarks/fid_sweep.py) the FID is that of the previous defaults at 5 NFE (the same grid) and within 0.05 of it
+    at 10 and 20.
 
     Args:
         order: 1 (DDIM), 2 (default) or 3.
@@ -61,11 +66,12 @@ class DPMSolver(ExponentialIntegrator):
         solver_type: "dpmsolver" (the reference code's estimates of the derivative terms) or "taylor" (their Taylor
             coefficients; for multistep order 3 the exact ones: the reference's 3M weights the second divided
             difference by half, which makes it second order, while "taylor" is exact for quadratic model outputs).
-        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): :func:`grids.logistic_mixed`.
+        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): :func:`grids.logistic_mixed` below 15
+            steps, else :func:`grids.logistic_narrow`.
         rho: Exponent of the "karras" grid (default 5).
     """
 
-    default_grid = "logistic_mixed"
+    default_grid = "logistic_mixed below 15 steps, else logistic_narrow"
 
     def __init__(
         self,
@@ -92,9 +98,10 @@ class DPMSolver(ExponentialIntegrator):
         self.nfe_per_step = 1 if method == "multistep" else order
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """The ``grid`` option's grid; by default :func:`grids.logistic_mixed`."""
-        if self.grid_kind == "logistic_mixed":
-            return grids.logistic_mixed(sde, steps, eps)
+        """The ``grid`` option's grid; by default :func:`grids.logistic_mixed` below 15 steps, else
+        :func:`grids.logistic_narrow` (UniPC's default switches to the log-SNR grid at the same count)."""
+        if self.grid_name is None and type(self).default_grid == DPMSolver.default_grid:
+            return (grids.logistic_mixed if steps < FEW_STEPS else grids.logistic_narrow)(sde, steps, eps)
         return super().grid(sde, steps, eps)
 
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:

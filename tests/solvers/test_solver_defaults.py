@@ -38,20 +38,30 @@ def test_unipc_explicit_grid_and_variant_override_the_rule():
         UniPC(variant="bh3")
 
 
-def test_dpm_solver_default_grid_is_logistic_mixed(sde):
-    torch.testing.assert_close(DPMSolver().grid(sde, 12, EPS), grids.logistic_mixed(sde, 12, EPS), rtol=0, atol=0)
-    assert DPMSolver().describe()["grid"] == "logistic_mixed" and DPMSolver().order == 2
+@pytest.mark.parametrize(("steps", "grid"), [(5, grids.logistic_mixed), (14, grids.logistic_mixed),
+                                           (15, grids.logistic_narrow), (20, grids.logistic_narrow)])  # fmt: skip
+def test_dpm_solver_default_grid_is_logistic_mixed_below_15_steps_else_logistic_narrow(sde, steps, grid):
+    torch.testing.assert_close(DPMSolver().grid(sde, steps, EPS), grid(sde, steps, EPS), rtol=0, atol=0)
+    assert DPMSolver().describe()["grid"] == "logistic_mixed below 15 steps, else logistic_narrow"
+    assert DPMSolver().order == 2
+    torch.testing.assert_close(DPMSolver(grid="log_snr").grid(sde, 20, EPS), grids.uniform_log_snr(sde, 20, EPS))
     for fixed in (DPMSolver2(), DPMSolver3()):  # the paper's single-step solvers keep the log-SNR grid
         torch.testing.assert_close(fixed.grid(sde, 12, EPS), grids.uniform_log_snr(sde, 12, EPS), rtol=0, atol=0)
+        torch.testing.assert_close(fixed.grid(sde, 20, EPS), grids.uniform_log_snr(sde, 20, EPS), rtol=0, atol=0)
 
 
-def test_logistic_mixed_is_the_logistic_grid_with_a_higher_floor(sde):
-    t = grids.logistic_mixed(sde, 16, EPS)
-    torch.testing.assert_close(t, grids.logistic(sde, 16, EPS, width=1.75, floor=0.35), rtol=0, atol=0)
-    assert float(t[0]) == sde.T and float(t[-1]) == EPS and bool((t[1:] < t[:-1]).all())
-    # between the narrow bump and log-SNR: its largest log-SNR step is shorter than the "logistic" grid's
-    lam = lambda t: -sde.sigma(t).log()  # noqa: E731
-    assert float(lam(t).diff().max()) < float(lam(grids.logistic(sde, 16, EPS)).diff().max())
+def test_logistic_mixed_and_narrow_are_logistic_grids_between_log_snr_and_the_default_bump(sde):
+    mixed, narrow = grids.logistic_mixed(sde, 16, EPS), grids.logistic_narrow(sde, 16, EPS)
+    torch.testing.assert_close(mixed, grids.logistic(sde, 16, EPS, width=1.625, floor=0.425), rtol=0, atol=0)
+    for steps, width, floor in ((7, 1.75, 0.35), (8, 1.625, 0.425)):  # few steps: the lower floor, wider bump
+        expected = grids.logistic(sde, steps, EPS, width=width, floor=floor)
+        torch.testing.assert_close(grids.logistic_mixed(sde, steps, EPS), expected, rtol=0, atol=0)
+    torch.testing.assert_close(narrow, grids.logistic(sde, 16, EPS, width=1.5, floor=0.2), rtol=0, atol=0)
+    for t in (mixed, narrow):
+        assert float(t[0]) == sde.T and float(t[-1]) == EPS and bool((t[1:] < t[:-1]).all())
+    # the higher the floor, the closer to log-SNR: the largest log-SNR step shrinks from "logistic" to narrow to mixed
+    widest = lambda t: float((-sde.sigma(t).log()).diff().max())  # noqa: E731
+    assert widest(mixed) < widest(narrow) < widest(grids.logistic(sde, 16, EPS))
 
 
 @pytest.mark.parametrize(("sde", "tol"), [(scoresde.VESDE(0.01, 9.4), 1e-4), (scoresde.VPSDE(), 7e-4)])
@@ -73,3 +83,14 @@ def test_dpm_solver_default_at_6_nfe_on_the_mixture():
     exact, _ = scoresde.sample(sde, score, None, start=x_T, solver="ode", rtol=1e-8, atol=1e-8, denoise=False)
     x, info = scoresde.sample(sde, score, None, start=x_T, solver="dpm_solver", nfe=6, denoise=False)
     assert info.nfe == 6 and _rmse(x, exact) < 0.06
+
+
+def test_dpm_solver_default_at_20_nfe_on_the_ve_mixture():
+    """From 15 steps the narrow bump: 0.0027 at 20 NFE under VE; before (floor 0.35, width 1.75) 0.0039."""
+    sde, data = scoresde.VESDE(0.01, 5.0), eight_gaussians()
+    p_T = GaussianMixture([c.marginal(sde, sde.T) for c in data.components], data.weights)
+    x_T = p_T.sample(32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    score = data.score_fn(sde)
+    exact, _ = scoresde.sample(sde, score, None, start=x_T, solver="ode", rtol=1e-8, atol=1e-8, denoise=False)
+    x, info = scoresde.sample(sde, score, None, start=x_T, solver="dpm_solver", nfe=20, denoise=False)
+    assert info.nfe == 20 and _rmse(x, exact) < 0.0033
