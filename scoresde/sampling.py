@@ -11,7 +11,7 @@ from .models.parameterization import check_score_sde
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
-from .solvers.noise import BrownianNoise, NoiseSource
+from .solvers.noise import BrownianNoise, KeyedNoise, NoiseSource
 
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
@@ -34,13 +34,13 @@ def make_noise(
     """The run's noise source from ``sample``'s ``noise`` and ``seed`` options (None: the generator's draws)."""
     if noise is None or isinstance(noise, NoiseSource):
         if seed is not None:
-            raise ValueError("seed applies only to noise='brownian'")
+            raise ValueError("seed applies only to noise='brownian' or 'keyed'")
         return noise
-    if noise != "brownian":
-        raise ValueError(f"noise must be None, 'brownian' or a NoiseSource, got {noise!r}")
+    if noise not in ("brownian", "keyed"):
+        raise ValueError(f"noise must be None, 'brownian', 'keyed' or a NoiseSource, got {noise!r}")
     if seed is None:
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device if generator else "cpu"))
-    return BrownianNoise(seed, eps, T)
+    return BrownianNoise(seed, eps, T) if noise == "brownian" else KeyedNoise(seed)
 
 
 def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
@@ -112,8 +112,11 @@ def sample(
         trajectory: Store the states at every grid time in ``info.trajectory``, shape (N + 1, B, *event_shape).
         noise: Where the solver's noise comes from: None (independent draws from ``generator``), "brownian"
             (a Brownian path per sample keyed by (seed, index in the batch), so a sample keeps its path when the
-            step count, grid or batch changes: :class:`~scoresde.solvers.noise.BrownianNoise`) or a NoiseSource.
-        seed: Seed of the "brownian" paths (None: drawn from ``generator``).
+            step count, grid or batch changes: :class:`~scoresde.solvers.noise.BrownianNoise`), "keyed"
+            (independent draws keyed by (seed, index in the batch, draw count): batch-free like "brownian" and
+            about 50x cheaper per step, but a new step count gives new noise:
+            :class:`~scoresde.solvers.noise.KeyedNoise`) or a NoiseSource.
+        seed: Seed of the "brownian" or "keyed" noise (None: drawn from ``generator``).
         **solver_options: Constructor arguments of the named solver, e.g. ``method="rk4"`` or ``corrector="none"``.
 
     Returns:
