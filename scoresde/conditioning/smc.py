@@ -28,6 +28,7 @@ from torch import Tensor
 from ..sde import SDE
 from ..solvers import grids
 from ..solvers.base import Solver, StepContext
+from .ensemble import EnsembleJacobian
 from .methods import ConditionalMethod, walk
 from .observation import BoundObservation, ObservedPath
 
@@ -100,10 +101,10 @@ class FilterStep(Solver):
 
     def __init__(
         self, kernel: Kernel, obs: BoundObservation, path: ObservedPath, particles: int, ess_threshold: float,
-        twist: bool,
+        twist: bool, ensemble: bool = False,
     ) -> None:  # fmt: skip
         self.kernel, self.obs, self.path, self.k, self.threshold = kernel, obs, path, particles, ess_threshold
-        self.twist = twist
+        self.twist, self.ensemble = twist, ensemble
         self.logw = torch.zeros(obs.batch, particles, dtype=obs.y.dtype, device=obs.y.device)
         self.log_psi = torch.zeros_like(self.logw)
         self.ess: list[Tensor] = []  # mean ESS / K over the samples, before each resampling decision
@@ -114,9 +115,13 @@ class FilterStep(Solver):
         y_next = self.path.at(i + 1)
         score = ctx.score(x, ctx.t(i))
         mean, var = self.kernel(x, score, i, ctx)
-        logw = self.logw - self.obs.residual(mean, y_next, k).view(-1, k) / (2 * var)
+        x0 = (x + c.s[i] ** 2 * score) / c.m[i]  # Tweedie's x0_hat(x_{t_i})
+        var_o, jac = var, None
+        if self.ensemble:
+            jac, var_o, shift = self._ensemble_terms(x, x0, mean, var, y_next, i, c)
+            mean = mean + shift
+        logw = self.logw - self.obs.residual(mean, y_next, k).view(-1, k) / (2 * var_o)  # var_o: float or (B, 1)
         if self.twist:
-            x0 = (x + c.s[i] ** 2 * score) / c.m[i]
             log_psi = -self.obs.residual(x0, self.obs.y, k).view(-1, k) / (2 * c.sigma[i] ** 2)
             logw, self.log_psi = logw + log_psi - self.log_psi, log_psi
         self.logw = logw - logw.amax(1, keepdim=True)
@@ -133,7 +138,24 @@ class FilterStep(Solver):
             self.logw = torch.where(low[:, None], torch.zeros_like(self.logw), self.logw)
             self.resampled += int(low.sum())
         x = mean + math.sqrt(var) * ctx.noise(mean)
+        if jac is not None:  # the step's missing variance c0^2 Gamma_uu, on the span of the particles
+            b = self.obs.batch
+            xi = ctx.noise(torch.empty(b, k, k, dtype=x.dtype, device=x.device))
+            scale = c.v[i] * c.m[i + 1] / c.s[i] ** 2 * c.s[i] / math.sqrt(c.m[i])  # c0 sqrt(s^2 / m)
+            x = x + self.obs.from_basis((scale * jac.sqrt_noise(xi)).reshape(x.shape))
         return self.obs.merge(x, y_next, k)
+
+    def _ensemble_terms(self, x: Tensor, x0: Tensor, mean: Tensor, var: float, y_next: Tensor, i: int, c) -> tuple:
+        """J's fit, the predictive variance of y_{t_{i+1}} (B, 1) and the shift of u (the terms of :mod:`.ensemble`)."""
+        b, k, obs = self.obs.batch, self.k, self.obs
+        free = (~obs.mask.reshape(obs.mask.shape[0], 1, -1)).to(x.dtype)
+        jac = EnsembleJacobian.fit(obs.to_basis(x).reshape(b, k, -1), obs.to_basis(x0).reshape(b, k, -1), free)
+        c0, s2m = c.v[i] * c.m[i + 1] / c.s[i] ** 2, c.s[i] ** 2 / c.m[i]  # x0_hat's weight in the mean; s^2 / m
+        gamma_o = s2m * jac.mean_eigenvalue().clamp(0, 1 / c.m[i])  # Gamma_oo ~ gamma_o I, Gamma <= sigma^2 I
+        var_o = (var + c0**2 * gamma_o)[:, None]
+        d = (obs.repeat(y_next, k) - obs.to_basis(mean)).reshape(b, k, -1) * (1 - free)
+        shift = (c0**2 * s2m / var_o[:, :, None]) * jac.transpose_times(d)  # c0^2 Gamma_uo var_o^{-1} d
+        return jac, var_o, obs.from_basis(shift.reshape(x.shape))
 
     def finish(self) -> Tensor:
         """The final log-weights (B, K) of the untwisted target."""
@@ -156,6 +178,10 @@ class ParticleFilter(ConditionalMethod):
         final_weight: Weight the final denoising step too: the last twist is replaced by N(y; x0_hat(x_eps)[observed],
             sigma(eps)^2 I), Tweedie's p(y | x_eps), so the particles target x_eps given y rather than given its
             noisy observed part y_eps alone (the filter's target before the final step).
+        ensemble: Restore the terms the ancestral kernel drops (:mod:`.ensemble`): the denoiser's Jacobian fitted
+            on each sample's particles gives the predictive variance of the next observation, the shift of the
+            unobserved part towards it and the step's missing variance. No extra score evaluations; it pays with
+            fewer steps for more particles (measured: K = 20 with 49 steps at 1000 evaluations per sample).
 
     ``info.extras`` reports ``particles``, ``ess`` (mean ESS / K per step, shape (N,)), ``final_ess`` (mean ESS / K
     of the final weights, from which the sample is drawn), ``resampled`` (resampling events over samples and steps)
@@ -172,6 +198,7 @@ class ParticleFilter(ConditionalMethod):
         grid: str = "logistic",
         twist: bool = True,
         final_weight: bool = True,
+        ensemble: bool = False,
     ) -> None:
         if grid not in GRIDS:
             raise ValueError(f"grid must be one of {sorted(GRIDS)}, got {grid!r}")
@@ -184,6 +211,9 @@ class ParticleFilter(ConditionalMethod):
         self.particles, self.kernel, self.ess_threshold = particles, kernel, float(ess_threshold)
         self.grid_name, self.twist = grid, bool(twist)
         self.final_weight = bool(final_weight)
+        if ensemble and kernel != "ancestral":
+            raise ValueError(f"ensemble=True corrects the ancestral kernel only, got kernel={kernel!r}")
+        self.ensemble = bool(ensemble)
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
         return GRIDS[self.grid_name](sde, steps, eps)
@@ -197,7 +227,7 @@ class ParticleFilter(ConditionalMethod):
         path.start(y, sde.mean_scale(times).tolist(), sde.std(times).tolist(), generator)
         shape = (y.shape[0] * k, *y.shape[1:])
         x = obs.merge(sde.prior_sampling(shape, generator=generator, device=y.device, dtype=y.dtype), path.at(0), k)
-        step = FilterStep(KERNELS[self.kernel], obs, path, k, self.ess_threshold, self.twist)
+        step = FilterStep(KERNELS[self.kernel], obs, path, k, self.ess_threshold, self.twist, self.ensemble)
         x = walk(step, sde, score, x, times, generator, progress, denoise)
         logw = step.finish()
         if denoise and self.final_weight:  # x is Tweedie's x0_hat(x_eps), its observed part not yet replaced by y
@@ -217,4 +247,5 @@ class ParticleFilter(ConditionalMethod):
 
     def describe(self) -> dict[str, Any]:
         return {"particles": self.particles, "kernel": self.kernel, "ess_threshold": self.ess_threshold,
-                "grid": self.grid_name, "twist": self.twist, "final_weight": self.final_weight}  # fmt: skip
+                "grid": self.grid_name, "twist": self.twist, "final_weight": self.final_weight,
+                "ensemble": self.ensemble}  # fmt: skip
