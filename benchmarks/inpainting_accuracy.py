@@ -61,6 +61,7 @@ METHODS = {
     "repaint (U=10, ancestral)": {"method": "repaint", "resamplings": 10},
     "smc (K=10)": {"method": "smc", "particles": 10},
     "smc (K=sqrt(nfe/10))": lambda nfe: {"method": "smc", "particles": max(2, round((nfe / 10) ** 0.5))},
+    "smc (K=30, ensemble)": {"method": "smc", "particles": 30, "ensemble": True},
 }
 BUDGETS = [100, 300, 1000, 3000]
 LONG_BUDGETS = {"smc (K=sqrt(nfe/10))": [10000]}  # the consistent schedule: particles and steps both grow

@@ -80,3 +80,57 @@ class EnsembleJacobian:
         ev, vec = torch.linalg.eigh(0.5 * (w + w.transpose(1, 2)))
         root = vec * ev.clamp_min(0).sqrt()[:, None, :]
         return (root @ xi.transpose(1, 2)).transpose(1, 2) @ self.dz
+
+
+@dataclass
+class ObservedCovariance:
+    """S_oo = lambda^2 I + c0^2 Gamma_oo, with Gamma_oo probed along a few directions and a scalar elsewhere.
+
+    Gamma_oo is measured on an orthonormal set Q of R directions supported on o (Gamma v from forward differences of
+    the score, :meth:`FilterStep._probe`): Gamma_oo ~ Q^T G_R Q + gamma_perp (I - Q^T Q), G_R = Q Gamma Q^T and
+    gamma_perp = tr(G_R) / R. The directions are those the weights see: the particles' common innovation and the
+    leading directions in which their x0_hat differ on o.
+
+    Attributes:
+        q: Orthonormal directions (B, R, D) in the basis, zero on u.
+        g: G_R, symmetrised (B, R, R).
+        lam2: lambda^2, the ancestral step's variance.
+        c0: The weight of x0_hat in the step's mean.
+    """
+
+    q: Tensor
+    g: Tensor
+    lam2: float
+    c0: float
+
+    @staticmethod
+    def directions(d: Tensor, dx0: Tensor, observed: Tensor, r: int) -> Tensor:
+        """The mean innovation d_bar and the top r - 1 directions of the particles' x0_hat on o, orthonormal (B, r, D).
+
+        Directions that are linearly dependent on the others come back as zero rows.
+
+        Args:
+            d: Innovations y_{t_{i+1}} - mean_o of the particles (B, K, D), zero on u.
+            dx0: Deviations of their x0_hat (B, K, D).
+            observed: 1 on o, 0 on u (B or 1, 1, D).
+            r: Number of directions, >= 1.
+        """
+        tol = math.sqrt(torch.finfo(d.dtype).eps)
+        _, sv, vh = torch.linalg.svd(dx0 * observed, full_matrices=False)
+        top = vh[:, : r - 1] * (sv[:, : r - 1] > tol * sv[:, :1].clamp_min(torch.finfo(d.dtype).tiny))[:, :, None]
+        d_bar = d.mean(1, keepdim=True)
+        a = torch.cat([d_bar / d_bar.norm(dim=2, keepdim=True).clamp_min(torch.finfo(d.dtype).tiny), top], 1) * observed
+        ev, vec = torch.linalg.eigh(a @ a.transpose(1, 2))  # orthonormalise within the span of the rows
+        keep = ev > tol * ev[:, -1:].clamp_min(torch.finfo(a.dtype).tiny)
+        scale = torch.where(keep, ev.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(ev))
+        return (vec * scale[:, None, :]).transpose(1, 2) @ a
+
+    def solve(self, d: Tensor) -> Tensor:
+        """S_oo^{-1} d for vectors d (B, K, D) supported on o."""
+        r = self.g.shape[1]
+        eye = torch.eye(r, dtype=d.dtype, device=d.device)
+        rank = (self.q.square().sum(2) > 0.5).sum(1).clamp_min(1)
+        perp = (self.g.diagonal(dim1=1, dim2=2).sum(1) / rank).clamp_min(0)
+        coef = d @ self.q.transpose(1, 2)  # (B, K, R)
+        inside = coef @ torch.linalg.inv(self.lam2 * eye + self.c0**2 * self.g) @ self.q
+        return inside + (d - coef @ self.q) / (self.lam2 + self.c0**2 * perp)[:, None, None]
