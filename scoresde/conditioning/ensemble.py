@@ -16,10 +16,15 @@ three ways (u = unobserved, o = observed coordinates in the observation's basis;
 
 :class:`EnsembleJacobian` estimates J from the K particles of each sample, which at a step differ only in u: the
 least-squares fit of their x0_hat on their positions (an ensemble Kalman filter's gain, Evensen 1994) gives J's
-columns on the span of their deviations, exactly for Gaussian data, and with it J_ou and J_uu there. J_oo is not
-seen (the particles share o): a scalar, the mean eigenvalue of J_uu on the span, stands in for it. The corrected step
-is a Gaussian kernel given the particles, the weights are its own predictive density, and every correction is
-O(c0^2), so the filter stays consistent as particles and steps grow.
+columns on the span of their deviations, exactly for Gaussian data, and with it Gamma_uo and Gamma_uu there, at no
+cost. Gamma_oo is not seen (the particles share o); :class:`ObservedCovariance` measures it along a few directions by
+forward differences of the score at the particles' mean (one evaluation per sample and direction, not per particle).
+The corrected step is a Gaussian kernel given the particles, the weights are its own predictive density, and every
+correction is O(c0^2), so the filter stays consistent as particles and steps grow.
+
+Measured on the 12-D oracle of benchmarks/inpainting_accuracy.py (VP, one run of 10000 samples, FD / floor implied
+at 4000 samples): the default filter (K = 10, 99 steps) 3.8; K = 30 with 26 steps and 6 probes (992 evaluations) 1.3;
+the exact Gaussian kernel with K = 30 and 32 steps 1.2; without Gamma_oo (the weights' variance lambda^2) 5.1.
 """
 
 from __future__ import annotations

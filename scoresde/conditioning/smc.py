@@ -203,14 +203,16 @@ class ParticleFilter(ConditionalMethod):
         final_weight: Weight the final denoising step too: the last twist is replaced by N(y; x0_hat(x_eps)[observed],
             sigma(eps)^2 I), Tweedie's p(y | x_eps), so the particles target x_eps given y rather than given its
             noisy observed part y_eps alone (the filter's target before the final step).
-        ensemble: Restore the terms the ancestral kernel drops (:mod:`.ensemble`): the denoiser's Jacobian fitted
-            on each sample's particles gives the predictive variance of the next observation, the shift of the
-            unobserved part towards it and the step's missing variance. No extra score evaluations; it pays with
-            fewer steps for more particles (measured: K = 20 with 49 steps at 1000 evaluations per sample).
+        ensemble: Restore the terms the ancestral kernel drops (:mod:`.ensemble`): the predictive variance of the
+            next observation, the shift of the unobserved part towards it and the step's missing variance, from the
+            denoiser's Jacobian fitted on each sample's particles and probed on the observed part. The steps then
+            carry far less bias, so the budget goes to particles: use K = 30 (1000 evaluations: 26 steps).
+        probes: With ``ensemble``, R, the directions along which the observed block of Cov[x0 | x_t] is measured;
+            each step costs R + 1 more score evaluations per sample (on one state, not per particle).
 
     ``info.extras`` reports ``particles``, ``ess`` (mean ESS / K per step, shape (N,)), ``final_ess`` (mean ESS / K
     of the final weights, from which the sample is drawn), ``resampled`` (resampling events over samples and steps)
-    and ``score_calls``; ``info.nfe`` counts evaluations per sample, score_calls x K.
+    ``score_calls`` and ``probe_calls``; ``info.nfe`` counts evaluations per sample, score_calls x K + probe_calls.
     """
 
     default_steps = 100
