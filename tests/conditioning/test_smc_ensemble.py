@@ -96,8 +96,9 @@ def test_colorization_with_the_ensemble_correction_keeps_the_grey_level():
     torch.testing.assert_close(to_grey(x), grey)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sde_name", sorted(SDES))
+@pytest.mark.parametrize(
+    "sde_name", ["vp", pytest.param("subvp", marks=pytest.mark.slow), pytest.param("ve", marks=pytest.mark.slow)]
+)
 def test_ensemble_filter_is_near_the_floor_at_1000_evaluations(sde_name):
     """500 samples, exact score, K = 30 with 6 probes: 26 steps in 1000 evaluations."""
     g, y0, mask, post = gaussian_problem()
