@@ -72,10 +72,6 @@ class EnsembleJacobian:
         quad = dz @ (dx0 * free).transpose(1, 2)
         return cls(dz, dx0, pinv, rank, 0.5 * (quad + quad.transpose(1, 2)))
 
-    def mean_eigenvalue(self) -> Tensor:
-        """tr(J_uu on the span) / rank, per sample (B,)."""
-        return torch.einsum("bij,bji->b", self.pinv, self.quad) / self.rank
-
     def transpose_times(self, d: Tensor) -> Tensor:
         """(J^T d) projected on the span, for vectors d (B, K, D) supported on o: shape (B, K, D)."""
         return (self.pinv @ (self.dx0 @ d.transpose(1, 2))).transpose(1, 2) @ self.dz

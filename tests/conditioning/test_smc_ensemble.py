@@ -36,7 +36,6 @@ def test_the_fit_recovers_the_exact_jacobian_of_gaussian_data():
     d[..., mask] = torch.randn(1, 10, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     torch.testing.assert_close(fit.transpose_times(d)[..., ~mask], (d @ jac)[..., ~mask])  # (J^T d)_u = J_uo d
     juu = jac[~mask][:, ~mask]
-    torch.testing.assert_close(fit.mean_eigenvalue(), torch.linalg.eigvalsh(juu).mean()[None])
     reps = 2000  # the same fit for many samples: 2000 x 10 draws of the noise
     many = EnsembleJacobian(*(v.expand(reps, *v.shape[1:]) for v in (fit.dz, fit.dx0, fit.pinv, fit.rank, fit.quad)))
     xi = torch.randn(reps, 10, 10, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -48,7 +47,7 @@ def test_the_fit_recovers_the_exact_jacobian_of_gaussian_data():
 def test_a_single_particle_gives_no_correction():
     x, x0, mask, _ = particles_and_exact_jacobian(k=1)
     fit = EnsembleJacobian.fit(x[None], x0[None], (~mask).double()[None, None])
-    assert float(fit.mean_eigenvalue()) == 0.0
+    assert int(fit.rank) == 1 and float(fit.pinv.abs().max()) == 0.0
     assert float(fit.sqrt_noise(torch.ones(1, 1, 1, dtype=torch.float64)).abs().max()) == 0.0
 
 
