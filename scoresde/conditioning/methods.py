@@ -31,6 +31,14 @@ class ConditionalMethod(abc.ABC):
         """Grid times T = t_0 > ... > t_steps = eps (float64, shape (steps + 1,)); uniform in t by default."""
         return grids.uniform(sde, steps, eps)
 
+    def for_budget(self, nfe: int | None) -> ConditionalMethod:
+        """The method to run under a budget of ``nfe`` score evaluations per sample (None: none); itself by default.
+
+        A method whose settings depend on the budget (the particle filter's number of particles) returns a copy
+        with them fixed; :func:`sample_conditional` calls this before it plans the steps.
+        """
+        return self
+
     @abc.abstractmethod
     def cost(self, sde: SDE, steps: int, eps: float, denoise: bool) -> int:
         """Score evaluations per sample of a run with ``steps`` grid intervals (the final denoising included)."""
@@ -128,6 +136,7 @@ def sample_conditional(
     if steps is not None and nfe is not None:
         raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
     grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
+    method = method.for_budget(nfe)
     if nfe is not None:
         steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe)
     times = method.grid(sde, method.default_steps if steps is None else steps, eps)

@@ -102,7 +102,8 @@ def test_bad_options_raise():
         dict(method="replacement", solver="dpm_solver3", noise="fixed"),
         dict(method="replacement", solver="edm_heun", noise="fixed"),
         dict(method="repaint", resamplings=4),
-        dict(method="smc", particles=6),
+        dict(method="smc", particles=6, ensemble=False),
+        dict(method="smc"),  # the ensemble filter with K from the budget
     ],
 )
 @pytest.mark.parametrize("nfe", [13, 50, 101])

@@ -31,7 +31,7 @@ def test_info_reports_ess_and_evaluations_per_sample(problem):
     g, y0, mask, _ = problem
     sde = scoresde.VPSDE()
     y = y0.expand(4, 12).clone()
-    x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", particles=5, steps=20)
+    x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", particles=5, steps=20, ensemble=False)
     assert info.nfe == 5 * 21 and info.extras["score_calls"] == 21 and info.extras["particles"] == 5
     ess = info.extras["ess"]
     assert ess.shape == (20,) and bool(((ess > 0) & (ess <= 1 + 1e-9)).all())
@@ -71,3 +71,21 @@ def test_smc_beats_replacement_and_its_error_falls_with_budget(sde_name, problem
     assert large < small / 2
     assert large < replacement / 10
     assert large < 3.0
+
+
+def test_default_filter_takes_its_particles_from_the_budget(problem):
+    """particles=None: K = round(0.95 sqrt(nfe)) with the ensemble correction; 1000 evaluations buy K = 30, 26 steps."""
+    g, y0, mask, _ = problem
+    sde = scoresde.VPSDE()
+    y = y0.expand(2, 12).clone()
+    x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=1000)
+    assert info.extras["particles"] == 30 and info.extras["ensemble"] and info.steps == 26 and info.nfe == 992
+    assert info.extras["probe_calls"] == 7 * 26
+    _, small = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=100)
+    assert small.extras["particles"] == 10 and small.nfe <= 100
+    _, fixed = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=1000, particles=12)
+    assert fixed.extras["particles"] == 12 and fixed.nfe <= 1000
+    _, unbudgeted = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc")
+    assert unbudgeted.extras["particles"] == 30 and unbudgeted.steps == 26
+    _, plain = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", kernel="euler_maruyama", steps=5)
+    assert not plain.extras["ensemble"]  # the correction is defined for the ancestral kernel only
