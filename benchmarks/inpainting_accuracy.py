@@ -59,8 +59,12 @@ METHODS = {
         "noise": "fixed",
     },
     "repaint (U=10, ancestral)": {"method": "repaint", "resamplings": 10},
-    "smc (K=10)": {"method": "smc", "particles": 10},
-    "smc (K=sqrt(nfe/10))": lambda nfe: {"method": "smc", "particles": max(2, round((nfe / 10) ** 0.5))},
+    "smc (K=10)": {"method": "smc", "particles": 10, "ensemble": False},  # the plain filter
+    "smc (K=sqrt(nfe/10))": lambda nfe: {
+        "method": "smc",
+        "particles": max(2, round((nfe / 10) ** 0.5)),
+        "ensemble": False,
+    },
     "smc (K=30, ensemble)": {"method": "smc", "particles": 30, "ensemble": True},
 }
 BUDGETS = [100, 300, 1000, 3000]

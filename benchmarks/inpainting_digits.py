@@ -30,7 +30,8 @@ OUT = Path(__file__).parent / "results" / "inpainting_digits"
 METHODS = {
     "replacement (EM, 1000 steps)": {"method": "replacement", "solver": "euler_maruyama"},
     "repaint (U=10, 100 steps)": {"method": "repaint", "resamplings": 10},
-    "smc (K=10, 99 steps)": {"method": "smc", "particles": 10},
+    "smc (K=10, 99 steps)": {"method": "smc", "particles": 10, "ensemble": False},  # the plain filter
+    "smc (default: K=30, 26 steps, ensemble)": {"method": "smc"},
 }
 
 
