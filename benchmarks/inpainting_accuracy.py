@@ -66,6 +66,7 @@ METHODS = {
         "ensemble": False,
     },
     "smc (K=30, ensemble)": {"method": "smc", "particles": 30, "ensemble": True},
+    "smc (default: ensemble, K=0.95 sqrt(nfe))": {"method": "smc"},
 }
 BUDGETS = [100, 300, 1000, 3000]
 LONG_BUDGETS = {"smc (K=sqrt(nfe/10))": [10000]}  # the consistent schedule: particles and steps both grow

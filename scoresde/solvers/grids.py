@@ -112,7 +112,6 @@ def logistic_mixed(sde: SDE, steps: int, eps: float) -> Tensor:
     2; benchmarks/fast_solvers.py). The higher floor from 8 steps gives the 64-D VE Gaussian at 10 NFE a margin
     (0.95-0.97 of the best recommended setting, against 1.00-1.01); below 8 steps it cost FID on the digits VE model
     at 5 NFE (8.3-8.5 against 7.8-8.0 over three seeds; benchmarks/fid_sweep.py), so few steps keep (0.35, 1.75).
-    Not yet a name in ``GRIDS``.
     """
     if steps < MIXED_WIDE_BELOW:
         return logistic(sde, steps, eps, width=1.75, floor=0.35)
@@ -137,6 +136,8 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "quadratic": quadratic,
     "karras": karras,
     "logistic": logistic,
+    "logistic_mixed": logistic_mixed,
+    "logistic_narrow": logistic_narrow,
 }
 """Grid names accepted by every solver's ``grid`` option; only "karras" uses ``rho`` ("logistic" takes its defaults)."""
 
