@@ -31,6 +31,7 @@ def _worker(rank, world, port, run_dir):
     cfg = TrainConfig(steps=5, batch_size=32, checkpoint_every=5, log_every=1, lr=1e-2)
     result = Trainer(model, gaussian_data(128)[1], cfg, run_dir=run_dir, seed=0, progress=False).fit()
     torch.save({"params": model.state_dict(), "deviation": result.replica_deviation}, f"{run_dir}/rank{rank}.pt")
+    dist.barrier()  # leave together: a rank that tears gloo down while the other still talks can abort
     dist.destroy_process_group()
 
 

@@ -54,6 +54,7 @@ def _sample_worker(rank, world, port, out):
         torch.save({"x": x, "nfe": info.nfe, "world": info.world_size}, out)
     else:
         assert x is None and info is None
+    dist.barrier()  # leave together: a rank that tears gloo down while the other still talks can abort
     dist.destroy_process_group()
 
 
@@ -64,6 +65,7 @@ def _likelihood_worker(rank, world, port, ckpt, out):
         torch.save(summary, out)
     else:
         assert summary is None
+    dist.barrier()  # leave together: a rank that tears gloo down while the other still talks can abort
     dist.destroy_process_group()
 
 
