@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 import scoresde
+from scoresde.cli.plotting import save_image_grid
 from scoresde.conditioning import classifier_free_guidance, classifier_guidance
 from scoresde.conditioning.noisy_classifier import load_noisy_classifier
 from scoresde.metrics.classifier import load_classifier, train_classifier
 from scoresde.metrics.features import extractor_for
 from scoresde.metrics.quality import SampleEvaluator
-from scoresde.plotting import save_image_grid
 
 
 def _clean_classifier(dataset, cache):

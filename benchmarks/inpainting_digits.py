@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import scoresde
-from scoresde.conditioning.tasks import make_mask
+from scoresde.cli.tasks import make_mask
 from scoresde.metrics.classifier import load_classifier
 
 OUT = Path(__file__).parent / "results" / "inpainting_digits"

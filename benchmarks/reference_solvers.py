@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,8 +70,22 @@ def _import(name: str, path: Path, package: str | None = None) -> types.ModuleTy
 
 
 def load() -> dict[str, types.ModuleType]:
-    """Import the available reference implementations from a fresh temporary directory."""
+    """Import the available reference implementations from a temporary directory, removed again afterwards.
+
+    The stand-in modules needed only while importing (``kdiff_ref.*``, ``torchsde``) leave ``sys.modules`` again too.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="scoresde_refs_"))
+    before = set(sys.modules)
+    try:
+        return _load(tmp)
+    finally:
+        for name in set(sys.modules) - before:
+            if name == "torchsde" or name.startswith(("kdiff_ref", "dpm_solver_ref", "unipc_ref")):
+                del sys.modules[name]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(tmp: Path) -> dict[str, types.ModuleType]:
     modules = {}
     for family in SOURCES:
         files = _extract(family, tmp)

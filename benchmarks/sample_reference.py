@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import scoresde
+from scoresde.cli.plotting import save_image_grid
 from scoresde.distributed import init_from_env, local_device, sample_sharded
 from scoresde.models.reference_checkpoint import REFERENCE_CONFIGS
-from scoresde.plotting import save_image_grid
 
 
 def main(argv: list[str] | None = None) -> None:

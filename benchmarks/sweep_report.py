@@ -169,7 +169,7 @@ def write_grids(rows: list[dict], out_dir: Path, n: int = 64) -> list[Path]:
     """Image grids of the best (lowest comparable FID) and the cheapest (fewest NFE) point, from saved samples."""
     import torch
 
-    from scoresde.plotting import save_image_grid
+    from scoresde.cli.plotting import save_image_grid
 
     finite = [r for r in rows if math.isfinite(r["fid"]) and r["_path"].with_suffix(".pt").is_file()]
     picks = {

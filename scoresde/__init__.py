@@ -1,9 +1,17 @@
 """scoresde: score-based generative modelling through SDEs (Song et al., ICLR 2021) in PyTorch.
 
-The public API is re-exported here; see the README for a tour.
+The public API is re-exported here; see the README and the documentation site for a tour. Importing the package
+changes no global state: no matplotlib backend, RNG, thread count or warnings filter (tests/test_layers.py).
 """
 
-from . import conditioning, data, metrics, models, oracle
+from . import (
+    _import_guard,  # first: it undoes, below, the warning filters the dependencies set on import
+    conditioning,
+    data,
+    metrics,
+    models,
+    oracle,
+)
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
 from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
@@ -13,6 +21,8 @@ from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
 from .solvers import SOLVERS, SampleInfo
 from .training import Checkpoint, load_checkpoint
+
+_import_guard.restore()
 
 __version__ = "0.1.0"
 

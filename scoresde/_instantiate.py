@@ -19,13 +19,16 @@ MOVED_MODULES: dict[str, str] = {
     "scoresde.objectives": "scoresde.training.objectives",
     "scoresde.ema": "scoresde.training.ema",
     "scoresde.checkpoint": "scoresde.training.checkpoint",
-    "scoresde.snapshots": "scoresde.training.snapshots",
+    "scoresde.snapshots": "scoresde.cli.snapshots",
+    "scoresde.training.snapshots": "scoresde.cli.snapshots",
+    "scoresde.conditioning.tasks": "scoresde.cli.tasks",
+    "scoresde.conditioning.guidance_tasks": "scoresde.cli.guidance_tasks",
     "scoresde.evaluation": "scoresde.training.evaluation",
     "scoresde.divergence": "scoresde.likelihood.divergence",
     "scoresde.quantization": "scoresde.likelihood.quantization",
     "scoresde.baselines": "scoresde.likelihood.baselines",
 }
-"""Old module path -> new one, for modules moved into the ``training/`` and ``likelihood/`` subpackages.
+"""Old module path -> new one, for modules moved into the ``training/``, ``likelihood/`` and ``cli/`` subpackages.
 
 Checkpoints written before the move store the old ``_target_`` strings in their resolved config (e.g.
 ``scoresde.objectives.DSMObjective``); :func:`locate` rewrites them so that those checkpoints still load. The old

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import scoresde
 from scoresde.cli._runtime import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,11 @@ def test_every_default_config_composes_and_builds(sde, data):
     built = build_score_model(cfg["model"], instantiate(cfg["sde"]), dataset.event_shape)
     x = dataset.train[:3]
     assert built(x, torch.full((3,), 0.5)).shape == x.shape
-    assert instantiate(cfg["train"]).steps > 0 and instantiate(cfg["solver"]) is not None
+    assert instantiate(cfg["train"]).steps > 0
+    solver = instantiate(cfg["solver"])  # the configured solver samples from the built model: 2 steps, finite output
+    out, info = scoresde.sample(built.sde, built, (2, *dataset.event_shape), solver=solver, steps=2,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert out.shape == (2, *dataset.event_shape) and bool(torch.isfinite(out).all()) and info.nfe >= 2
 
 
 @pytest.mark.slow

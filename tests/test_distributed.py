@@ -1,7 +1,6 @@
 """DistributedDataParallel on CPU (gloo): two processes train a few steps and end with identical replicas."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,15 +15,9 @@ from scoresde.batching import BatchOrder
 from scoresde.training import TrainConfig, Trainer
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, run_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank, world, rendezvous, run_dir):
+    # a file rendezvous: no port to pick, so no race with other processes taking the same free port
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     torch.manual_seed(rank)  # different initial weights: DDP must start every replica from rank 0's
     model = TinyScore(VPSDE(), dropout=0.2)
@@ -36,7 +29,7 @@ def _worker(rank, world, port, run_dir):
 
 
 def test_two_cpu_processes_keep_identical_replicas(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for name, value in a["params"].items():
         assert torch.equal(value, b["params"][name]), name
@@ -69,8 +62,9 @@ def test_torchrun_runs_the_cli_with_two_processes(tmp_path):
     args = ["data=gaussian", "data.dataset.n_train=512", "model=mlp", "model.net.width=16", "train.steps=6",
             "train.batch_size=64", "solver=euler_maruyama", "sample.steps=4", "sample.n=8", "eval.n_test=0",
             "progress=false", "device=cpu", f"hydra.run.dir={run}"]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
-           "-m", "scoresde.train", *args]  # fmt: skip
+    # --standalone: torchrun's own store binds a free port and keeps it (no port picked, then bound, by us)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scoresde.train",
+           *args]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "DDP: 2 replicas, max |theta - theta_rank0| = 0" in (run / "train.log").read_text()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,20 +34,14 @@ OPTIONS = dict(solver="euler_maruyama", steps=5)
 ROOT = str(Path(__file__).resolve().parents[1])  # this checkout's package, also in subprocesses
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _init(rank, world, port):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _init(rank, world, rendezvous):
+    # a file rendezvous: no port to pick, so no race with other processes taking the same free port
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.set_num_threads(1)
 
 
-def _sample_worker(rank, world, port, out):
-    _init(rank, world, port)
+def _sample_worker(rank, world, rendezvous, out):
+    _init(rank, world, rendezvous)
     x, info = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **OPTIONS)
     if rank == 0:
         torch.save({"x": x, "nfe": info.nfe, "world": info.world_size}, out)
@@ -58,8 +51,8 @@ def _sample_worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
-def _likelihood_worker(rank, world, port, ckpt, out):
-    _init(rank, world, port)
+def _likelihood_worker(rank, world, rendezvous, ckpt, out):
+    _init(rank, world, rendezvous)
     summary = evaluate(_likelihood_config(ckpt, "limit=12", "batch_size=5", "divergence=rademacher"), "cpu")
     if rank == 0:
         torch.save(summary, out)
@@ -126,7 +119,7 @@ def test_sample_sharded_refuses_the_options_it_sets():
 @pytest.mark.slow
 def test_two_processes_sample_what_one_process_samples(tmp_path):
     single, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **OPTIONS)
-    mp.spawn(_sample_worker, args=(2, _free_port(), str(tmp_path / "x.pt")), nprocs=2, join=True)
+    mp.spawn(_sample_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "x.pt")), nprocs=2, join=True)
     two = torch.load(tmp_path / "x.pt", weights_only=True)
     assert two["world"] == 2 and two["nfe"] == [6] * 4
     assert torch.equal(two["x"], single)
@@ -136,7 +129,9 @@ def test_two_processes_sample_what_one_process_samples(tmp_path):
 def test_two_processes_evaluate_the_likelihood_of_one_process(tmp_path):
     ckpt = _write_checkpoint(tmp_path / "checkpoints", "mixture")
     single = evaluate(_likelihood_config(ckpt, "limit=12", "batch_size=5", "divergence=rademacher"), "cpu")
-    mp.spawn(_likelihood_worker, args=(2, _free_port(), ckpt, str(tmp_path / "s.pt")), nprocs=2, join=True)
+    mp.spawn(
+        _likelihood_worker, args=(2, str(tmp_path / "rendezvous"), ckpt, str(tmp_path / "s.pt")), nprocs=2, join=True
+    )
     two = torch.load(tmp_path / "s.pt", weights_only=False)
     assert two["settings"]["processes"] == 2 and single["settings"]["processes"] == 1
     assert two["model"] == single["model"] and two["nfe_per_batch"] == single["nfe_per_batch"]
@@ -151,8 +146,8 @@ def test_torchrun_sample_cli_with_two_processes_equals_one(tmp_path):
         out = tmp_path / f"out{procs}"
         args = [f"ckpt={ckpt}", "solver=euler_maruyama", "n=10", "batch_size=3", "steps=5", "device=cpu",
                 f"hydra.run.dir={out}"]  # fmt: skip
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_port",
-               str(_free_port()), "-m", "scoresde.sample", *args]  # fmt: skip
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--standalone",
+               "-m", "scoresde.sample", *args]  # fmt: skip
         proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT})  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -171,8 +166,8 @@ def test_torchrun_fid_sweep_point_with_two_processes_equals_one(tmp_path):
         args = [f"ckpt={ckpt}", "solver=euler_maruyama", "steps=4", "num_samples=40", "batch_size=15",
                 "kid_subsets=2", "kid_subset_size=20", "device=cpu", "progress=false", f"out_dir={out}",
                 f"hydra.run.dir={tmp_path / f'run{procs}'}"]  # fmt: skip
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_port",
-               str(_free_port()), f"{ROOT}/benchmarks/fid_sweep.py", *args]  # fmt: skip
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--standalone",
+               f"{ROOT}/benchmarks/fid_sweep.py", *args]  # fmt: skip
         proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT,
                                    "SCORESDE_CACHE": str(tmp_path / "cache")})  # fmt: skip

@@ -95,10 +95,14 @@ def test_reproducible_with_a_generator_and_dtype(sde):
     assert x.dtype == torch.float64
 
 
-def test_progress_bar_runs():
+def test_progress_bar_shows_the_solver_steps(capsys):
     sde = scoresde.VPSDE()
     x, info = scoresde.sample(sde, DATA.score_fn(sde), (2, 2), solver="pc", steps=3, progress=True)
-    assert info.nfe == 7
+    err = capsys.readouterr().err
+    assert "PredictorCorrector" in err and "0/3" in err  # a bar named after the solver, over its 3 steps
+    assert info.nfe == 7 and bool(torch.isfinite(x).all())
+    scoresde.sample(sde, DATA.score_fn(sde), (2, 2), solver="pc", steps=3)
+    assert capsys.readouterr().err == ""  # no bar by default
 
 
 def test_bad_input():

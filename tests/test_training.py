@@ -8,6 +8,7 @@ import torch
 from standins import TinyScore, gaussian_data
 
 from scoresde import VPSDE, dsm_loss
+from scoresde.cli.snapshots import LossCurve
 from scoresde.training import NonFiniteLossError, TrainConfig, Trainer
 from scoresde.training.checkpoint import CheckpointManager
 from scoresde.training.ema import EMA
@@ -40,7 +41,7 @@ def test_training_approaches_the_oracle_loss(tmp_path):
     torch.manual_seed(0)
     model = TinyScore(sde, width=64)
     cfg = TrainConfig(steps=600, batch_size=256, lr=1e-2, warmup_steps=20, checkpoint_every=600, ema_decay=0.99)
-    result = Trainer(model, data, cfg, run_dir=tmp_path, progress=False).fit()
+    result = Trainer(model, data, cfg, run_dir=tmp_path, progress=False, callbacks=[LossCurve()]).fit()
     assert result.step == 600
     ema = torch.load(result.checkpoint, weights_only=True)["ema"]["model"]
     model.load_state_dict(ema)

@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 from .._instantiate import instantiate
 from ..distributed import sample_sharded
 from ..training.checkpoint import load_checkpoint
-from ..training.snapshots import SampleSnapshot
 from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from .snapshots import SampleSnapshot
 
 log = logging.getLogger("scoresde.sample")
 
@@ -33,7 +33,7 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
     kind = ckpt.config["data"].get("kind", "image")
     dataset = ckpt.load_dataset() if kind == "points" else None
     data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
-    if config.get("task") is not None:  # conditional generation (conf/task/*.yaml; scoresde.conditioning.tasks)
+    if config.get("task") is not None:  # conditional generation (conf/task/*.yaml; scoresde.cli.tasks)
         task, solver = instantiate(config["task"]), instantiate(config["solver"])
         return task.run(ckpt=ckpt, solver=solver, n=int(cfg.n), steps=cfg.steps, seed=int(cfg.seed), device=device,
                         run_dir=run_dir)  # fmt: skip

@@ -23,11 +23,11 @@ from torch import nn
 from .._instantiate import build_score_model, instantiate
 from ..likelihood.divergence import choose_divergence
 from ..training.evaluation import evaluate_likelihood
-from ..training.snapshots import SampleSnapshot
 from ..training.trainer import Trainer
 from ._preflight import resume_checkpoint, take_notes
 from ._runtime import CONF_DIR, Runtime, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 from ._settings import validate_train
+from .snapshots import LossCurve, SampleSnapshot
 
 log = logging.getLogger("scoresde.train")
 
@@ -104,6 +104,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         run_config=config,
         progress=bool(cfg.progress),
         labels=_labels(dataset, model),
+        callbacks=[LossCurve()],
     )
     resume_from = _resume_path(cfg.resume, run_dir)
     if resume_from is not None:

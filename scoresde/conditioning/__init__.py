@@ -1,7 +1,8 @@
 """Controllable generation with a score model: inpainting, colorization and guidance (Song et al. 2021, sec. 5).
 
 Conditioning on an observation y of x turns the reverse process into one for p(x | y). This subpackage holds the
-observation models, the conditional samplers and the CLI tasks (``python -m scoresde.sample task=...``).
+observation models and the conditional samplers; the CLI tasks built on them (``python -m scoresde.sample
+task=...``) live in :mod:`scoresde.cli.tasks` and :mod:`scoresde.cli.guidance_tasks`.
 """
 
 from .colorization import COLOR_BASIS, colorize, grey_observation, to_grey
@@ -13,7 +14,6 @@ from .mixture import ComponentPosterior, ComponentScore
 from .noisy_classifier import NoisyClassifier, load_noisy_classifier, train_noisy_classifier
 from .observation import BoundObservation, Observation, ObservedPath
 from .smc import ParticleFilter
-from .tasks import Task, save_condition_grid
 
 __all__ = [
     "inpaint",
@@ -30,8 +30,6 @@ __all__ = [
     "ParticleFilter",
     "gaussian_posterior",
     "GaussianPosterior",
-    "Task",
-    "save_condition_grid",
     "ClassifierGuidance",
     "ClassifierFreeGuidance",
     "classifier_guidance",
@@ -42,3 +40,11 @@ __all__ = [
     "train_noisy_classifier",
     "load_noisy_classifier",
 ]
+
+_MOVED = {"Task": "scoresde.cli.tasks", "save_condition_grid": "scoresde.cli.tasks"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:  # moved with the CLI tasks; named here so that old code gets a pointer, not a bare error
+        raise AttributeError(f"scoresde.conditioning.{name} moved to {_MOVED[name]}.{name}")
+    raise AttributeError(f"module 'scoresde.conditioning' has no attribute {name!r}")

@@ -157,7 +157,14 @@ def train_classifier(
         )
     if len(dataset.event_shape) != 3:
         raise ValueError(f"dataset {dataset.name!r} is not an image dataset (event shape {dataset.event_shape})")
-    torch.manual_seed(seed)
+    # the initial weights and dropout draw from the global RNG, seeded here by `seed` and restored afterwards
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        return _train(dataset, epochs, batch_size, lr, width, feature_dim, seed, device, save_root, save, log)
+
+
+def _train(dataset, epochs, batch_size, lr, width, feature_dim, seed, device, save_root, save, log):
     gen = torch.Generator().manual_seed(seed)
     model = SmallCNN(dataset.event_shape, dataset.num_classes, width=width, feature_dim=feature_dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,8 +1,9 @@
-"""Training a score model: the loop, its objectives, EMA, checkpoints, sample snapshots and likelihood reports.
+"""Training a score model: the loop, its objectives, EMA, checkpoints and likelihood reports.
 
-``trainer`` holds the loop (:class:`Trainer`), ``config`` its settings (:class:`TrainConfig`), ``objectives`` the
-callable losses it minimises, ``ema`` the weight average, ``checkpoint`` the file format and
-:func:`load_checkpoint`, ``snapshots`` and ``evaluation`` what the CLI runs on the EMA model while training.
+``trainer`` holds the loop (:class:`Trainer`) and the callbacks it reports through (:class:`Callback`), ``config``
+its settings (:class:`TrainConfig`), ``objectives`` the callable losses it minimises, ``ema`` the weight average,
+``checkpoint`` the file format and :func:`load_checkpoint`, ``evaluation`` the likelihood report on the EMA model.
+Figures (sample grids, the loss curve) are the CLI's: :mod:`scoresde.cli.snapshots` and :mod:`scoresde.cli.plotting`.
 """
 
 from .checkpoint import Checkpoint, CheckpointError, CheckpointManager, DamagedCheckpointWarning, load_checkpoint
@@ -10,11 +11,11 @@ from .config import PRECISIONS, TrainConfig
 from .ema import EMA
 from .evaluation import LikelihoodReport, evaluate_likelihood
 from .objectives import OBJECTIVES, DDPMObjective, DSMObjective, NCSNObjective, drop_labels
-from .snapshots import SampleSnapshot
-from .trainer import NonFiniteLossError, Trainer, TrainResult, replica_deviation
+from .trainer import Callback, NonFiniteLossError, Trainer, TrainResult, replica_deviation
 
 __all__ = [
     "Trainer",
+    "Callback",
     "TrainConfig",
     "TrainResult",
     "NonFiniteLossError",
@@ -31,7 +32,12 @@ __all__ = [
     "CheckpointManager",
     "CheckpointError",
     "DamagedCheckpointWarning",
-    "SampleSnapshot",
     "LikelihoodReport",
     "evaluate_likelihood",
 ]
+
+
+def __getattr__(name: str):
+    if name == "SampleSnapshot":  # moved with the figures into the CLI; a pointer instead of a bare error
+        raise AttributeError("scoresde.training.SampleSnapshot moved to scoresde.cli.snapshots.SampleSnapshot")
+    raise AttributeError(f"module 'scoresde.training' has no attribute {name!r}")

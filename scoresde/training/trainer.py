@@ -12,7 +12,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..batching import BatchOrder
-from ..plotting import save_loss_curve
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -39,7 +38,7 @@ from .config import PRECISIONS, TrainConfig
 from .ema import EMA
 from .objectives import drop_labels
 
-__all__ = ["Trainer", "TrainConfig", "TrainResult", "NonFiniteLossError", "replica_deviation", "PRECISIONS"]
+__all__ = ["Trainer", "Callback", "TrainConfig", "TrainResult", "NonFiniteLossError", "replica_deviation", "PRECISIONS"]
 
 RESUME_MUST_MATCH = ("sde", "model", "data", "seed")
 """Top-level config sections that must equal the checkpoint's for ``resume`` (train.* may change, e.g. steps)."""
@@ -102,6 +101,20 @@ Snapshot = Callable[[nn.Module, int], Any]
 """``snapshot(ema_model, step)``: called on rank 0 every ``sample_every`` steps and at the end."""
 
 
+class Callback:
+    """What the trainer reports, as hooks called on rank 0; override the ones you need (each is a no-op here).
+
+    The trainer itself writes only checkpoints and ``metrics.jsonl``; figures and other reports are callbacks (the
+    CLI passes :class:`scoresde.cli.snapshots.LossCurve`, which plots ``loss.png``).
+    """
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """After each logged record (every ``log_every`` steps): the record written to ``metrics.jsonl``."""
+
+    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None:
+        """Once :meth:`Trainer.fit` has finished (after the final snapshot), with what it returns."""
+
+
 class Trainer:
     """Trains a score model on an in-memory data tensor.
 
@@ -109,7 +122,7 @@ class Trainer:
         model: A ``ScoreModel`` (``model(x, t)`` the score, ``model.sde`` its SDE).
         data: Training data, shape (N, *event_shape), in the model range.
         config: Optimisation settings.
-        run_dir: Where checkpoints/, metrics.jsonl and the loss curve go (None: write nothing).
+        run_dir: Where checkpoints/ and metrics.jsonl go (None: write nothing).
         seed: Seeds the data order and the training noise (each rank adds its rank to the noise seed).
         device: Where to train.
         snapshot: Optional callback drawing samples with the EMA model (see :data:`Snapshot`).
@@ -119,6 +132,7 @@ class Trainer:
         progress: Show a tqdm bar (rank 0).
         labels: Class labels of ``data`` (N,) for a label-conditional model (``model.num_classes``); each batch's
             labels go to the objective after label dropout (``config.label_dropout``).
+        callbacks: :class:`Callback` objects told of every logged record and of the end of :meth:`fit` (rank 0).
     """
 
     def __init__(
@@ -135,8 +149,10 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         progress: bool = True,
         labels: Tensor | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.config, self.device = config, torch.device(device)
+        self.callbacks = list(callbacks)
         if labels is not None and getattr(model, "num_classes", None) is None:
             raise ValueError("labels were given but the model takes none: build the network with num_classes")
         self.labels = labels.to(device) if labels is not None else None
@@ -270,9 +286,13 @@ class Trainer:
         return f"the {what} became non-finite ({value}) at step {self.step + 1}; training stopped, {kept}"
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.rank == 0 and self.metrics_path is not None:
+        if self.rank != 0:
+            return
+        if self.metrics_path is not None:
             with self.metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+        for callback in self.callbacks:
+            callback.on_log(self, record)
 
     def _snapshot(self) -> None:
         if self.rank == 0 and self.snapshot is not None:
@@ -311,18 +331,11 @@ class Trainer:
             bar.close()
         wall = time.perf_counter() - start
         self._snapshot()
-        self.plot_loss_curve()
         rate = (self.step - start_step) / max(wall, 1e-9)
         deviation = replica_deviation(self.model)
-        return TrainResult(self.step, loss, rate, wall, last_ckpt, replica_deviation=deviation,
-                           steps_run=self.step - start_step, loss_steps=loss_steps)  # fmt: skip
-
-    def plot_loss_curve(self) -> Path | None:
-        """loss.png in the run directory from metrics.jsonl (rank 0)."""
-        if self.rank != 0 or self.metrics_path is None or not self.metrics_path.exists():
-            return None
-        rows = [json.loads(ln) for ln in self.metrics_path.read_text().splitlines()]
-        rows = [r for r in rows if "loss" in r]
-        if not rows:
-            return None
-        return save_loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.run_dir / "loss.png")
+        result = TrainResult(self.step, loss, rate, wall, last_ckpt, replica_deviation=deviation,
+                             steps_run=self.step - start_step, loss_steps=loss_steps)  # fmt: skip
+        if self.rank == 0:
+            for callback in self.callbacks:
+                callback.on_fit_end(self, result)
+        return result

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.conditioning.guidance_tasks import CFGTask, ClassConditionalTask
+from scoresde.cli.guidance_tasks import CFGTask, ClassConditionalTask
 from scoresde.conditioning.noisy_classifier import NoisyClassifier, NoisyClassifierReport, save_noisy_classifier
 from scoresde.models import ScoreModel, UNet
 from scoresde.solvers import SOLVERS

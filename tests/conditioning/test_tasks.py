@@ -11,7 +11,7 @@ from torch import nn
 import scoresde
 from scoresde._instantiate import instantiate
 from scoresde.cli._runtime import CONF_DIR
-from scoresde.conditioning.tasks import ColorizeTask, InpaintTask, Task, make_mask
+from scoresde.cli.tasks import ColorizeTask, InpaintTask, Task, make_mask
 from scoresde.training.checkpoint import Checkpoint
 
 

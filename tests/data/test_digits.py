@@ -1,9 +1,27 @@
-"""sklearn digits: shapes, levels, the fixed split."""
+"""The vendored digits: shapes, levels, the fixed split, and equality with scikit-learn's copy where it is installed."""
 
+import numpy as np
+import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from scoresde.data import digits, to_levels
+from scoresde.data.digits import load_digit_arrays
+
+CLASS_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # of the UCI optdigits test set (1,797 images)
+
+
+def test_vendored_arrays_are_the_uci_digits():
+    images, target = load_digit_arrays()
+    assert images.shape == (1797, 8, 8) and images.dtype == np.uint8 and int(images.max()) == 16
+    assert np.bincount(target).tolist() == CLASS_COUNTS
+
+
+def test_vendored_arrays_equal_scikit_learns():
+    datasets = pytest.importorskip("sklearn.datasets")
+    raw = datasets.load_digits()
+    images, target = load_digit_arrays()
+    assert np.array_equal(images, raw.images.astype(np.uint8)) and np.array_equal(raw.images, images)
+    assert np.array_equal(target, raw.target)
 
 
 def test_digits_shapes_levels_and_split():
@@ -12,13 +30,13 @@ def test_digits_shapes_levels_and_split():
     assert ds.train.shape == (1500, 1, 8, 8) and ds.test.shape == (297, 1, 8, 8)
     both = torch.cat([ds.train, ds.test])
     assert float(both.min()) == -1.0 and float(both.max()) == 1.0
-    # every pixel is one of the 17 levels, and levels -> model -> levels reproduces sklearn's integers
-    raw = load_digits()
+    # every pixel is one of the 17 levels, and levels -> model -> levels reproduces the stored integers
+    images, target = load_digit_arrays()
     k = to_levels(both, 17)
     torch.testing.assert_close(both, -1 + 2 * k.float() / 16)
     labels = torch.cat([ds.train_labels, ds.test_labels])
-    assert sorted(k.flatten(1).sum(1).tolist()) == sorted(torch.as_tensor(raw.images).flatten(1).sum(1).long().tolist())
-    assert torch.equal(torch.bincount(labels), torch.bincount(torch.as_tensor(raw.target)))
+    assert sorted(k.flatten(1).sum(1).tolist()) == sorted(torch.as_tensor(images).flatten(1).sum(1).long().tolist())
+    assert torch.bincount(labels).tolist() == CLASS_COUNTS
 
 
 def test_digits_split_is_fixed_and_disjoint():
@@ -26,7 +44,7 @@ def test_digits_split_is_fixed_and_disjoint():
     assert torch.equal(a.train, b.train) and torch.equal(a.test_labels, b.test_labels)
     other = digits(seed=1)
     assert not torch.equal(a.test, other.test)
-    raw = torch.as_tensor(load_digits().images).flatten(1)
+    raw = torch.as_tensor(load_digit_arrays()[0]).flatten(1)
     # the split partitions the 1,797 images: each raw image appears in exactly one split (as a multiset)
     ka = torch.cat([to_levels(a.train, 17), to_levels(a.test, 17)]).flatten(1)
     assert sorted(map(tuple, ka.tolist())) == sorted(map(tuple, raw.long().tolist()))

@@ -140,7 +140,9 @@ def test_labelled_folder_trains_the_fid_classifier(tmp_path):
 
     _make_folder(tmp_path / "imgs", n_per_class=6)
     ds = image_folder(tmp_path / "imgs", resolution=8, n_test=4, cache=False)
+    before = torch.get_rng_state()
     train_classifier(ds, epochs=1, batch_size=8, width=4, feature_dim=8, save_root=tmp_path / "cache", log=lambda s: 0)
+    assert torch.equal(torch.get_rng_state(), before)  # seeded by its own generator; the global RNG is untouched
     features = ClassifierFeatures.from_dataset(ds, cache_root=tmp_path / "cache").extract(ds.test)
     assert features.features.shape == (4, 8) and features.logits.shape == (4, 2)
 

@@ -1,7 +1,9 @@
-"""Sample snapshots during training: draw samples with the EMA model and write a PNG (image grid or 2-D scatter)."""
+"""What the CLI writes while training: sample snapshots (the EMA model's samples as a PNG grid or 2-D scatter) and
+the loss curve, given to :class:`scoresde.training.Trainer` as its ``snapshot`` and ``callbacks``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..plotting import save_image_grid, save_scatter
+from ..training.trainer import Callback, Trainer, TrainResult
+from .plotting import save_image_grid, save_loss_curve, save_scatter
 
 KINDS = ("image", "points")
 
@@ -100,3 +103,21 @@ class SampleSnapshot:
             np.savez_compressed(self.run_dir / f"{stem}.npz", samples=x.detach().cpu().numpy())
         self.last = path
         return path
+
+
+class LossCurve(Callback):
+    """Writes ``loss.png`` into the run directory from ``metrics.jsonl`` when training ends (the whole history, so a
+    resumed run plots every step since step 0)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None:
+        metrics = trainer.metrics_path
+        if metrics is None or not metrics.exists():
+            return
+        rows = [r for r in (json.loads(ln) for ln in metrics.read_text().splitlines()) if "loss" in r]
+        if rows:
+            self.path = save_loss_curve(
+                [r["step"] for r in rows], [r["loss"] for r in rows], metrics.parent / "loss.png"
+            )

@@ -27,7 +27,7 @@ A task config is a ``# @package _global_`` file, so that its main option is a to
     # @package _global_
     mask: half
     task:
-      _target_: scoresde.conditioning.tasks.InpaintTask
+      _target_: scoresde.cli.tasks.InpaintTask
       mask: ${mask}
       samples: 4
 """
@@ -41,9 +41,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..plotting import save_image_grid
 from ..solvers.base import Solver
 from ..training.checkpoint import Checkpoint
+from .plotting import save_image_grid
 
 
 class Task(abc.ABC):
@@ -151,8 +151,8 @@ class _ConditionalTask(Task):
         self.method, self.samples, self.nfe, self.options = method, samples, nfe, options
 
     def _method(self, solver: Solver):
-        from .inpainting import METHODS, Replacement
-        from .methods import make_method
+        from ..conditioning.inpainting import METHODS, Replacement
+        from ..conditioning.methods import make_method
 
         options = dict(self.options)
         if issubclass(METHODS.get(self.method, object), Replacement):
@@ -193,7 +193,7 @@ class InpaintTask(_ConditionalTask):
         self.title = f"original | input (grey: missing) | mask ({Path(self.mask).name}) | {samples} samples"
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
-        from .inpainting import inpaint
+        from ..conditioning.inpainting import inpaint
 
         gen = torch.Generator(device).manual_seed(seed)
         x0, data_range = self._data(ckpt, n, device)
@@ -219,7 +219,7 @@ class ColorizeTask(_ConditionalTask):
         return f"original | grey input | {self.samples} samples"
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
-        from .colorization import colorize, to_grey
+        from ..conditioning.colorization import colorize, to_grey
 
         if len(ckpt.event_shape) != 3 or ckpt.event_shape[0] != 3:
             raise ValueError(f"task=colorize needs a model of colour images (3, H, W), this one has {ckpt.event_shape}")

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..conditioning.guidance import classifier_free_guidance, classifier_guidance
+from ..conditioning.noisy_classifier import load_noisy_classifier
 from ..sampling import sample
 from ..sde import ScoreFn
 from ..solvers.base import Solver
 from ..training.checkpoint import Checkpoint
-from .guidance import classifier_free_guidance, classifier_guidance
-from .noisy_classifier import load_noisy_classifier
 from .tasks import Task, save_condition_grid
 
 log = logging.getLogger("scoresde.sample")
