@@ -99,10 +99,22 @@ def test_colorization_with_the_ensemble_correction_keeps_the_grey_level():
     "sde_name", ["vp", pytest.param("subvp", marks=pytest.mark.slow), pytest.param("ve", marks=pytest.mark.slow)]
 )
 def test_ensemble_filter_is_near_the_floor_at_1000_evaluations(sde_name):
-    """500 samples, exact score, K = 30 with 6 probes: 26 steps in 1000 evaluations."""
+    """500 samples per run, exact score, K = 30 with 6 probes: 26 steps in 1000 evaluations; the mean FD / floor of
+    three runs (seeds 0-2).
+
+    A single run's ratio is too noisy to test a claim: on VP the three runs gave 0.73 / 1.04 / 2.99 (mean 1.59),
+    and 500 exact posterior draws themselves range 0.38-1.56 (20 seeds). The documented figure, 1.21 / 0.80 / 0.86
+    (VP / sub-VP / VE), is the mean of seeds 30-32 at 4000 samples (benchmarks/results/
+    inpainting_accuracy_seeds_ensemble.md); this test guards the same behaviour at a cost CI can pay, with a bound
+    (mean < 2) of about twice that figure, to leave room for the noise of 500-sample runs.
+    """
     g, y0, mask, post = gaussian_problem()
     sde = SDES[sde_name]()
-    x, info = scoresde.inpaint(sde, g.score_fn(sde), y0.expand(500, 12).clone(), mask, method="smc", particles=30,
-                               ensemble=True, nfe=1000, generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert info.nfe <= 1000
-    assert fd_ratio(post, x) < 3.0
+    ratios = []
+    for seed in range(3):
+        x, info = scoresde.inpaint(sde, g.score_fn(sde), y0.expand(500, 12).clone(), mask, method="smc",
+                                   particles=30, ensemble=True, nfe=1000,
+                                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        assert info.nfe <= 1000
+        ratios.append(fd_ratio(post, x))
+    assert sum(ratios) / len(ratios) < 2.0, ratios
