@@ -9,9 +9,9 @@ points at its site-packages), so nothing is downloaded; scoresde itself comes on
 import importlib.util
 import json
 import os
+import shutil
 import site
 import subprocess
-import shutil
 import sys
 import zipfile
 from pathlib import Path
