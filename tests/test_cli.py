@@ -116,6 +116,19 @@ def test_multirun_over_sdes_on_digits(tmp_path):
         assert json.loads((job / "eval.json").read_text())["unit"] == "bits/dim"
 
 
+def test_multirun_over_sdes_on_points(tmp_path):
+    """The fast form of the digits multirun above: hydra -m over two SDEs with a tiny 2-D model, one job each."""
+    sweep = tmp_path / "multi"
+    _run("scoresde.train", "-m", "sde=vp,ve", *TINY_POINTS, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job, sde in zip(jobs, ["vp", "ve"], strict=True):
+        assert f"sde={sde}" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert (job / "summary.json").is_file() and any((job / "checkpoints").glob("ckpt_*.pt"))
+        ckpt = torch.load(next((job / "checkpoints").glob("ckpt_*.pt")), weights_only=True)
+        assert ckpt["config"]["sde"]["_target_"].endswith({"vp": "VPSDE", "ve": "VESDE"}[sde])
+
+
 def test_console_scripts_are_declared():
     text = (Path(CONF_DIR).parent / "pyproject.toml").read_text()
     assert 'scoresde-train = "scoresde.cli.train:main"' in text
