@@ -55,9 +55,9 @@ def test_ranks_see_disjoint_shards_of_the_single_process_batch():
         BatchOrder(100, 9, world_size=2)
 
 
-@pytest.mark.slow
 def test_torchrun_runs_the_cli_with_two_processes(tmp_path):
-    """The same entry point under torchrun --nproc_per_node=2: one run directory, replicas equal."""
+    """The same entry point under torchrun --nproc_per_node=2: one run directory, replicas equal (about 25 s: the
+    default run's one torchrun test, so the CLI's process-group setup is covered where CI looks)."""
     run = tmp_path / "run"
     args = ["data=gaussian", "data.dataset.n_train=512", "model=mlp", "model.net.width=16", "train.steps=6",
             "train.batch_size=64", "solver=euler_maruyama", "sample.steps=4", "sample.n=8", "eval.n_test=0",
