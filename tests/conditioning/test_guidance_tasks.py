@@ -66,6 +66,21 @@ def _shell(module, *args, cwd):
     return proc
 
 
+def test_train_with_labels_then_cfg_sampling_from_the_command_line(tmp_path):
+    """The fast form of the test below: the CLI trains a label-conditional model (4 steps) and samples task=cfg."""
+    repo = Path(__file__).resolve().parents[2]
+    tiny = ["model.net.channels=4", "model.net.ch_mult=[1,2]", "train.steps=4", "train.batch_size=32",
+            "sample.n=4", "sample.steps=2", "eval.n_test=0", "progress=false", "device=cpu", "threads=1"]  # fmt: skip
+    _shell("scoresde.train", *tiny, "model.net.num_classes=10", "train.label_dropout=0.1",
+           f"hydra.run.dir={tmp_path / 'cfg'}", cwd=repo)  # fmt: skip
+    ckpt = torch.load(next((tmp_path / "cfg" / "checkpoints").glob("ckpt_*.pt")), weights_only=True)
+    assert ckpt["config"]["train"]["label_dropout"] == 0.1 and ckpt["config"]["model"]["net"]["num_classes"] == 10
+    _shell("scoresde.sample", f"ckpt={tmp_path / 'cfg'}", "task=cfg", "label=3", "scale=2", "n=2", "steps=3",
+           f"hydra.run.dir={tmp_path / 's1'}", cwd=repo)  # fmt: skip
+    with np.load(tmp_path / "s1" / "cfg.npz") as f:
+        assert f["samples"].shape[:2] == (2, 8) and (f["labels"] == 3).all() and np.isfinite(f["samples"]).all()
+
+
 @pytest.mark.slow
 def test_train_with_labels_then_guided_sampling_from_the_command_line(tmp_path):
     repo = Path(__file__).resolve().parents[2]
