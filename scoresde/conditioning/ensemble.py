@@ -20,12 +20,8 @@ columns on the span of their deviations, exactly for Gaussian data, and with it 
 cost. Gamma_oo is not seen (the particles share o); :class:`ObservedCovariance` measures it along a few directions by
 forward differences of the score at the particles' mean (one evaluation per sample and direction, not per particle).
 The corrected step is a Gaussian kernel given the particles, the weights are its own predictive density, and every
-correction is O(c0^2), so the filter stays consistent as particles and steps grow.
-
-Measured on the 12-D oracle of benchmarks/inpainting_accuracy.py (FD / noise floor, 4000 samples, mean of fresh
-seeds 30-32, VP / sub-VP / VE): K = 30 with 26 steps and 6 probes (992 evaluations) 1.21 / 0.80 / 0.86, against
-3.37 / 3.24 / 2.35 for the default filter (K = 10, 99 steps). With the oracle's exact Gaussian kernel, K = 30 and 32
-steps read 1.2 (VP); without Gamma_oo (the weights' variance lambda^2) 5.1.
+correction is O(c0^2), so the filter stays consistent as particles and steps grow (the measurements:
+docs/guides/defaults.md).
 """
 
 from __future__ import annotations

@@ -73,11 +73,8 @@ GRIDS = {
     "logistic": functools.partial(grids.logistic, width=2.0),
 }
 """Time grids of the filter (:mod:`scoresde.solvers.grids`). "logistic" (the default) is the bump of width 2 around
-sigma = 1: at 1000 evaluations per sample (K = 10) it did best over the three SDEs on the 12-D problem of
-benchmarks/inpainting_accuracy.py (FD / noise floor, 4000 samples, mean of seeds 0-2: VP 2.5, sub-VP 2.9, VE 2.6;
-"log_snr" 4.3 / 6.5 / 4.3; "quadratic" 2.3 / 3.1 / 5.0; "karras" 5.0 / 6.9 / 3.8; on fresh seeds 3-5 "logistic"
-2.8 / 4.3 / 4.3, "log_snr" 5.7 / 6.8 / 4.2): with about 100 steps the step count, not K, limits the error, and
-these steps go where sigma is near the data's scale."""
+sigma = 1: with about 100 steps the step count, not K, limits the error, and these steps go where sigma is near the
+data's scale (the measurements: docs/guides/defaults.md)."""
 
 
 def effective_sample_size(logw: Tensor) -> Tensor:
@@ -196,15 +193,13 @@ class ParticleFilter(ConditionalMethod):
     Args:
         particles: K, particles per sample. None (default): chosen from the budget, K = round(0.95 sqrt(nfe)) (30 at
             1000 evaluations per sample; 30 without a budget, see :meth:`for_budget`), so K and the steps grow
-            together and the error falls with the budget. With ``ensemble`` at 1000 evaluations per sample, K = 30
-            and 26 steps reached 0.8-1.2x the noise floor on the oracle, against 2.4-3.4x for the plain filter at its
-            best split (K = 10, 99 steps).
+            together and the error falls with the budget.
         kernel: The Gaussian reverse step: "ancestral" (default), "reverse_diffusion" or "euler_maruyama".
         ess_threshold: Resample a sample's particles when their ESS falls below this fraction of K (1 = always).
         grid: One of :data:`GRIDS`: "logistic" (default; most steps near the data's scale, sigma ~ 1), "log_snr"
             (uniform in lambda = -log sigma), "quadratic" or "uniform" in t, "karras".
-        twist: Weight with Tweedie's twisting function too (see :class:`FilterStep`; measured: 7x instead of 11x the
-            noise floor at 1000 evaluations with 8000 samples, VP); the target is the same either way.
+        twist: Weight with Tweedie's twisting function too (see :class:`FilterStep`); the target is the same either
+            way.
         final_weight: Weight the final denoising step too: the last twist is replaced by N(y; x0_hat(x_eps)[observed],
             sigma(eps)^2 I), Tweedie's p(y | x_eps), so the particles target x_eps given y rather than given its
             noisy observed part y_eps alone (the filter's target before the final step).
@@ -263,8 +258,7 @@ class ParticleFilter(ConditionalMethod):
     def for_budget(self, nfe: int | None) -> ParticleFilter:
         """With ``particles=None``: K = round(0.95 sqrt(nfe)) (at least 2), so K and the steps grow together.
 
-        At nfe = 1000 that is K = 30 and, with ``ensemble``, 26 steps (992 evaluations); the schedule measured on
-        the oracle (benchmarks/inpainting_accuracy.py, "smc (K=30, ensemble)") at 1000, 2000 and 4000.
+        At nfe = 1000 that is K = 30 and, with ``ensemble``, 26 steps (992 evaluations).
         """
         if self.particles is not None:
             return self

@@ -15,9 +15,8 @@ acceptance, as torchdiffeq). The error of sample b is max over the state's compo
 err / (atol + rtol max(|y_old|, |y_new|)) over that component's coordinates.
 
 torchode (Lienen & Guennemann 2022) also gives every sample its own step size, but evaluates the right-hand side on
-the whole batch at every call until the slowest sample ends. With the same controller and norm its samples need
-about the evaluations of this solver's (0-10% fewer, at a somewhat larger error for the same tolerance), but it
-computes 1.0-2.0x the score rows, 1.7x on the mixed-difficulty likelihoods (benchmarks/per_sample_ode.py).
+the whole batch at every call until the slowest sample ends, so it computes more score rows on batches of mixed
+difficulty (benchmarks/per_sample_ode.py; docs/guides/likelihood.md).
 """
 
 from __future__ import annotations

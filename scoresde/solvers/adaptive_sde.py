@@ -22,13 +22,11 @@ rest of its batch, and one hard sample does not set the steps of the others. Two
 NFE per sample (and what a budget forced) are reported in ``SampleInfo.extras``.
 
 Rejections and the noise. In the paper a rejected attempt is retried with a fresh z (``retry="redraw"``). That
-is not exact: the accepted increments are selected for small local error, which biases the samples (measured,
-eps_rel = 0.05: on the 2-D Gaussian under VP the mean is off by 0.03, three standard errors of 4000 samples, not
-shrinking with eps_rel; on the 2-D mixture the mode weights are off by a total variation of 0.08-0.17 against 0.03
-for 1000-step Euler-Maruyama). By default (``retry="bridge"``) every sample's noise is the increment of its own
+is not exact: the accepted increments are selected for small local error, which biases the samples
+(docs/guides/defaults.md). By default (``retry="bridge"``) every sample's noise is the increment of its own
 Brownian path (:class:`.noise.BrownianNoise`, keyed by (seed, index); the run's own ``noise="brownian"`` source
-if given), so a retry over a shorter interval is the Brownian bridge of the same path and the result is unbiased
-(measured: mean within 0.001), at the cost of one Brownian-tree query per attempt (about 25 hashed normal draws
+if given), so a retry over a shorter interval is the Brownian bridge of the same path and the result is unbiased,
+at the cost of one Brownian-tree query per attempt (about 25 hashed normal draws
 per coordinate: negligible beside a network, dominant beside the analytic oracle).
 """
 

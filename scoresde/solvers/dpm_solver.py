@@ -51,10 +51,7 @@ class DPMSolver(ExponentialIntegrator):
     which resolves the data's many scales). They were chosen on the six oracle problems at 6-20 NFE
     (benchmarks/fast_solvers.py, x_T draws of seeds 0 and 3 at n = 1000) so that, beside UniPC's defaults, the
     library is at least as accurate as every configuration the published DPM-Solver, UniPC and k-diffusion code
-    recommend for this kind of problem. On the held-out seeds 1 and 2 (n = 1000) the largest ratio is 0.97 at 10 NFE
-    (the VE Gaussian and the VE mixture) and 0.94 at 20 (the VE mixture). On the digits models
-    (benchmarks/fid_sweep.py) the FID is that of the previous defaults at 5 NFE (the same grid) and within 0.05 of it
-    at 10 and 20.
+    recommend for this kind of problem, also on held-out draws (the measurements: docs/guides/benchmarks.md).
 
     Args:
         order: 1 (DDIM), 2 (default) or 3.

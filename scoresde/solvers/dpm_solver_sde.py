@@ -22,11 +22,9 @@ The method sees an SDE only through its noise levels sigma(t_i) (on the same lev
 x / m, tested), so its grid is what sets SDEs apart. Sub-VP's sigma(eps) is tiny (1.1e-4 at eps = 1e-3, against
 VP's 1.05e-2, since s(t) ~ B(t) there rather than sqrt(B(t))): the default grid, uniform in lambda down to
 sigma(eps), then spends 4 of 10 steps below sigma = 0.03 and leaves steps of h = 1.4 where the modes of unit-scale
-data separate. On the oracle's 2-D mixture at 10 NFE that puts 28% of the samples off every mode (VP: 0.5%;
-k-diffusion's implementation on the same grid: 27.5%); ``grid="logistic"`` gives 0.5% (FD 2.5 x the floor against
-41), the log-SNR grid clipped at sigma = 0.0105 2.1%, and from 15 NFE the default is at 1.2% or less. The default
-stays "log_snr": it is better on the 64-D Gaussian at 10-20 NFE on every SDE (benchmarks/stochastic_solvers.py
---section subvp and --section fast).
+data separate; on sub-VP at 10 NFE or fewer ``grid="logistic"`` is the better choice. The default stays
+"log_snr", the better grid on the 64-D Gaussian at 10-20 NFE on every SDE (the measurements:
+docs/guides/defaults.md).
 """
 
 from __future__ import annotations
@@ -48,10 +46,8 @@ class DPMSolverPP2MSDE(Solver):
         eta: Share of the reverse SDE's noise (1: the reverse SDE; 0: DPM-Solver++(2M) on the ODE).
         s_noise: Scale of the injected noise (k-diffusion's s_noise; 1 is exact).
         solver_type: "midpoint" (k-diffusion's default) or "heun", the weight of the multistep correction.
-        lower_order_final: Take the last step with first order, as DPM-Solver++ does for few steps (measured on
-            the oracle at 10 NFE: 64-D Gaussian under VP 1.22 -> 1.11 x the noise floor, 2-D mixture under VP
-            0.8% -> 0.5% of samples off every mode; no loss at 20 NFE).
-        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr": measured best at 10-50 NFE).
+        lower_order_final: Take the last step with first order, as DPM-Solver++ does for few steps.
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr", the best measured at 10-50 NFE).
         rho: Exponent of the "karras" grid.
     """
 

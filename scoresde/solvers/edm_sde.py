@@ -37,22 +37,15 @@ class EDMStochastic(Solver):
 
     Args:
         S_churn: Total churn; gamma_i = min(S_churn / N, sqrt(2) - 1) on the levels in [S_min, S_max]. The default
-            40 is EDM's ImageNet-64 value (at N <= 96 steps it is the cap). Measured: with the oracle's exact score
-            churn only adds error at 10-20 NFE on either grid (S_churn = 0 best on every SDE and problem; 64-D
-            Gaussian at 20 NFE on the logistic grid, VP: 1.5 x the noise floor against 2.5 with 40), but with the
-            learned digits scores (Karras grid) it lowers FID (VE at 20 NFE 6.2 -> 4.7, VP at 50 NFE 5.1 -> 3.9;
-            S_churn 10 and 40 alike), so no value is best on both and 40 stays (benchmarks/stochastic_solvers.py
-            --section churn, benchmarks/results/stochastic_digits_churn).
+            40 is EDM's ImageNet-64 value (at N <= 96 steps it is the cap). With an exact score churn only adds
+            error at 10-20 NFE; with a learned one it lowers FID; no value is best on both, so 40 stays (the
+            measurements: docs/guides/benchmarks.md).
         S_min: Lowest noise level sigma that gets churn.
         S_max: Highest noise level sigma that gets churn.
-        S_noise: Scale of the churn noise (EDM: 1.003 on ImageNet; 1 is exact, and on the oracle 1.003 and 1.007
-            are never better).
+        S_noise: Scale of the churn noise (EDM: 1.003 on ImageNet; 1 is exact).
         grid: Where the steps fall, a name in ``grids.GRIDS``. Default "logistic" (steps concentrated near the
-            data's scale), not EDM's "karras": on the oracle it is better at 10, 20 and 50 NFE on every SDE and
-            both problems (64-D Gaussian FD/floor at 20 NFE, VP / sub-VP / VE: 2.5 / 3.0 / 2.0 against
-            12.0 / 20.3 / 3.5; 2-D mixture: 1.6 / 1.8 / 1.2 against 16.9 / 38.1 / 2.1), and on the digits
-            checkpoints the two are within FID noise (VP 4.9 / 4.6 against 5.8 / 3.9 at 20 / 50 NFE, VE 4.4 / 4.6
-            against 4.7 / 4.2; benchmarks/results/stochastic_digits_churn).
+            data's scale), not EDM's "karras": better on the oracle problems at 10-50 NFE, and within FID noise of it
+            on the digits checkpoints (docs/guides/benchmarks.md).
         rho: Exponent of the "karras" grid.
     """
 

@@ -170,10 +170,9 @@ class Langevin(_LangevinBase):
       its batch-mates (and on the batch size).
 
     A step size that depends on the state is not a valid Langevin step size: for small steps a per-sample chain
-    leaves p(x) ||s(x)||^2 invariant instead of p(x), which inflates low-dimensional samples (measured, 64-D
-    Gaussian, VE, 1000 steps: 8% too large variance; on the 2-D mixture 6.5% of samples fall off every mode).
-    Averaging over the batch makes eps almost a function of t alone, which removes most of that bias (2% and 0%;
-    see benchmarks/stochastic_solvers.py), at the price of batch dependence. In low dimension prefer
+    leaves p(x) ||s(x)||^2 invariant instead of p(x), which inflates low-dimensional samples. Averaging over the
+    batch makes eps almost a function of t alone, which removes most of that bias (the measurements:
+    docs/guides/defaults.md), at the price of batch dependence. In low dimension prefer
     :class:`AnnealedLangevin`, whose step size depends on t only.
 
     Args:

@@ -51,12 +51,10 @@ class UniPC(ExponentialIntegrator):
     low-resolution models: order 3, data prediction, lower-order final steps, the log-SNR grid (their score_sde
     example, example/score_sde_pytorch) and B(h) = e^h - 1 (the docstring of their diffusers port,
     UniPCMultistepScheduler: "bh1 for unconditional sampling when steps < 10, and bh2 otherwise"), which the
-    library then matches to round-off; on the 64-D oracle Gaussian at 20 NFE only the log-SNR grid resolves every
-    scale (VE: flow-map RMSE 3e-5 against 2e-3 on the "logistic" grid). Below 15 steps they keep B(h) = h on the
-    "logistic" grid, which concentrates the steps near sigma = 1: on the digits models the log-SNR grid was worse at
-    5 NFE (VP: FID 27 against 5.7) and at 10 (by 0.2-0.5 in each of five seed and SDE pairs; fid_sweep.py).
-    With the exact score noise prediction is often more accurate, but with a learned score it overshoots at 5-10
-    NFE (FID 104 at 5 NFE on digits, VP), so data prediction is the default.
+    library then matches to round-off; on the 64-D oracle Gaussian only the log-SNR grid resolves every scale.
+    Below 15 steps they keep B(h) = h on the "logistic" grid, which concentrates the steps near sigma = 1 and did
+    better on the digits models. With the exact score noise prediction is often more accurate, but with a learned
+    score it overshoots at 5-10 NFE, so data prediction is the default (the measurements: docs/guides/benchmarks.md).
 
     Args:
         order: Order p of the predictor, 1-3 (the corrector adds one).
