@@ -1,6 +1,6 @@
 """Discrete data levels, uniform dequantisation and the bits-per-dimension summary.
 
-Convention (INTERFACES.md): level k in {0, ..., K-1} is stored as the model value lo + (hi - lo) k / (K - 1),
+Convention (shared by every dataset, ``scoresde.data.from_levels``): level k in {0, ..., K-1} is stored as the model value lo + (hi - lo) k / (K - 1),
 so the extreme levels are exactly lo and hi. Dequantisation puts level k into the bin
 
     B_k = [lo + (hi - lo) k / K,  lo + (hi - lo) (k + 1) / K)      (per coordinate, width w = (hi - lo) / K)
@@ -12,7 +12,7 @@ level k lies in B_k, but off centre (at the lower edge for k = 0, the upper edge
 as width: y = lo + s (k + u - 1/2), bins tiling [lo - s/2, hi + s/2). Any fixed partition into disjoint bins
 turns a density into a valid discrete model, so both give upper bounds on -log2 P(k) / D; the centred one
 matches what a model trained on the stored values has seen (on digits it was 0.24 bits/dim lower for the same
-model, see the README), while the default follows the convention of the reference implementation.
+model; docs/guides/likelihood.md), while the default follows the convention of the reference implementation.
 """
 
 from __future__ import annotations
