@@ -83,7 +83,8 @@ def instantiate(spec: Any, **kwargs: Any) -> Any:
 
 def build_score_model(model_config: Mapping[str, Any], sde: SDE, event_shape: tuple[int, ...]) -> nn.Module:
     """A ``scoresde.models.ScoreModel`` from a model config: ``net`` (a ``_target_`` block without event_shape)
-    plus the wrapper's keyword arguments (``prediction``, ``time_input``, ...; see :class:`~scoresde.models.ScoreModel`)."""
+    plus the wrapper's keyword arguments (``prediction``, ``time_input``, ...; see
+    :class:`~scoresde.models.ScoreModel`)."""
     from .models import ScoreModel
 
     if "net" not in model_config:

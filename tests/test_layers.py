@@ -102,6 +102,14 @@ def test_importing_the_library_changes_no_global_state():
     assert report == {"changed": [], "loaded": []}
 
 
+def test_importing_the_cli_changes_no_global_state_either():
+    """The CLI modules load hydra and matplotlib, but draw on Figure objects: no backend is chosen on import."""
+    modules = sorted(_module_name(p) for p in (PACKAGE / "cli").rglob("*.py"))
+    out = subprocess.run([sys.executable, "-c", PROBE, *modules], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["changed"] == [] and "scoresde.cli.plotting" in report["loaded"]
+
+
 def test_importing_scoresde_loads_no_plotting_library():
     code = "import sys, scoresde; print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'hydra')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

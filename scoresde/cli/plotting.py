@@ -1,7 +1,8 @@
-"""Figures written during and after training (matplotlib, Agg backend, PNG files).
+"""Figures written during and after training (matplotlib, PNG files).
 
-Every function takes tensors or arrays and a path, writes one PNG and returns the path; none of them
-opens a window, so they run on headless machines and inside DDP workers alike.
+Every function takes tensors or arrays and a path, writes one PNG and returns the path. They draw on
+``matplotlib.figure.Figure`` objects, never through pyplot: no window opens, no backend is chosen and no global
+figure state is touched, so they run on headless machines, inside DDP workers and beside a notebook's own figures.
 """
 
 from __future__ import annotations
@@ -10,13 +11,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
 
 def _numpy(x: Tensor | np.ndarray) -> np.ndarray:
@@ -71,7 +69,7 @@ def save_image_grid(
     h, w = grid.shape[:2]
     dpi = 100
     extra = 0.3 if title else 0.0
-    fig = plt.figure(figsize=(w * scale / dpi, h * scale / dpi + extra), dpi=dpi)
+    fig = Figure(figsize=(w * scale / dpi, h * scale / dpi + extra), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, h * scale / dpi / (h * scale / dpi + extra)))
     cmap = "gray" if grid.shape[2] == 1 else None
     ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -80,7 +78,6 @@ def save_image_grid(
         fig.suptitle(title, fontsize=8, y=1 - 0.05 * extra)
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -92,7 +89,8 @@ def save_loss_curve(
     losses = np.asarray(losses, dtype=np.float64)
     if steps.shape != losses.shape or steps.ndim != 1:
         raise ValueError(f"steps and losses must be 1-D of the same length, got {steps.shape} and {losses.shape}")
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     ax.plot(steps, losses, lw=0.8, alpha=0.5, label="loss")
     if losses.size >= 10:
         k = max(losses.size // 20, 2)
@@ -107,7 +105,6 @@ def save_loss_curve(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -122,7 +119,8 @@ def save_scatter(
     s = _numpy(samples)
     if s.ndim != 2 or s.shape[1] != 2:
         raise ValueError(f"samples must have shape (B, 2), got {s.shape}")
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    fig = Figure(figsize=(5, 5), dpi=100)
+    ax = fig.subplots()
     if reference is not None:
         r = _numpy(reference)
         ax.scatter(r[:, 0], r[:, 1], s=2, c="lightgrey", label=f"data ({len(r)})")
@@ -134,5 +132,4 @@ def save_scatter(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path

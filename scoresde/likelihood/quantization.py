@@ -1,7 +1,8 @@
 """Discrete data levels, uniform dequantisation and the bits-per-dimension summary.
 
-Convention (shared by every dataset, ``scoresde.data.from_levels``): level k in {0, ..., K-1} is stored as the model value lo + (hi - lo) k / (K - 1),
-so the extreme levels are exactly lo and hi. Dequantisation puts level k into the bin
+Convention (shared by every dataset, ``scoresde.data.from_levels``): level k in {0, ..., K-1} is stored as the
+model value lo + (hi - lo) k / (K - 1), so the extreme levels are exactly lo and hi. Dequantisation puts level k
+into the bin
 
     B_k = [lo + (hi - lo) k / K,  lo + (hi - lo) (k + 1) / K)      (per coordinate, width w = (hi - lo) / K)
 
