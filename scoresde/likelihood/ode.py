@@ -36,7 +36,6 @@ from typing import Any
 import torch
 import torchdiffeq
 from torch import Tensor
-from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 from tqdm.auto import tqdm
 
 from .._utils import check_finite, event_size
@@ -46,9 +45,11 @@ from ..solvers.base import NonFiniteError
 from .divergence import Divergence, make_divergence
 from .quantization import BitsPerDim, Quantization
 
-METHODS = frozenset(_TORCHDIFFEQ_SOLVERS) - {"scipy_solver"}
-"""torchdiffeq's methods, less its scipy wrapper (a numpy round trip on every evaluation)."""
 _ADAPTIVE = frozenset({"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun"})
+_FIXED = frozenset({"euler", "midpoint", "rk4", "heun2", "heun3", "explicit_adams", "implicit_adams", "fixed_adams"})
+METHODS = _ADAPTIVE | _FIXED
+"""torchdiffeq's methods (``torchdiffeq.odeint(method=...)``), less its scipy wrapper (a numpy round trip on every
+evaluation)."""
 
 
 @dataclass

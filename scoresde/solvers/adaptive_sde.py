@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .._utils import append_dims
 from .base import Solver, StepContext, check_count
-from .noise import BrownianNoise, KeyedNoise, _key, keyed_normal
+from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
 
 def _positive(name: str, value: float, upper: float = math.inf) -> float:
@@ -131,12 +131,13 @@ class AdaptiveSDE(Solver):
             return (mem["w"][idx] - w1) / scale, w1
         s = mem["seed"]
         # the sample's index in the run and its attempt count key its draw
-        key = _key(s & 0xFFFFFFFF, s >> 32, idx + mem["offset"], mem["nfe"][idx])
+        key = hash_words(s & 0xFFFFFFFF, s >> 32, idx + mem["offset"], mem["nfe"][idx])
         return keyed_normal(key, tuple(like.shape[1:]), like.dtype, like.device), None
 
     def _drift(self, x: Tensor, t: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
         """The reverse drift b(x, t) (shape of x) and g(t) (shape (B,)) at per-sample times t (float64)."""
-        f, g2 = ctx.sde._f(t).to(x.dtype), ctx.sde._g2(t).to(x.dtype)
+        co = ctx.sde.coefficients(t)
+        f, g2 = co.f.to(x.dtype), co.g2.to(x.dtype)
         score = ctx.score(x, t.to(x.dtype))
         return append_dims(-f, x.ndim) * x + append_dims(g2, x.ndim) * score, g2.sqrt()
 

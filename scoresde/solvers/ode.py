@@ -126,8 +126,8 @@ class ProbabilityFlowODE(Solver):
         t0, h = ctx.coeffs.t[i], ctx.coeffs.t[i + 1] - ctx.coeffs.t[i]
         stage_t = [t0 + c * h for c in tab.c]
         # Stage times lie inside the validated grid interval: the SDE's unchecked scalar coefficients, on the CPU.
-        tt = torch.tensor(stage_t, dtype=torch.float64)
-        f, half_g2 = ctx.sde._f(tt).tolist(), (0.5 * ctx.sde._g2(tt)).tolist()
+        co = ctx.sde.coefficients(torch.tensor(stage_t, dtype=torch.float64))
+        f, half_g2 = co.f.tolist(), (0.5 * co.g2).tolist()
         ks: list[Tensor] = []
         for j, row in enumerate(tab.a):
             xj = x
@@ -147,7 +147,8 @@ class ProbabilityFlowODE(Solver):
 
         def drift(t: Tensor, y: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, ...]:
             t = t.clamp(lo, hi)
-            f, half_g2 = sde._f(t).to(x.dtype), (0.5 * sde._g2(t)).to(x.dtype)
+            co = sde.coefficients(t)
+            f, half_g2 = co.f.to(x.dtype), (0.5 * co.g2).to(x.dtype)
             x_ = y[0]
             return (append_dims(f, x_.ndim) * x_ - append_dims(half_g2, x_.ndim) * score(x_, t.to(x.dtype)),)
 
@@ -170,7 +171,8 @@ class ProbabilityFlowODE(Solver):
             # Only the initial step-size probe can leave [lo, hi]; keep the score's time inside it. Inside the
             # validated grid the SDE's unchecked coefficients avoid a GPU synchronisation per evaluation.
             t = t.clamp(lo, hi)
-            return sde._f(t) * y - (0.5 * sde._g2(t)) * score(y, t.expand(batch))
+            co = sde.coefficients(t)
+            return co.f * y - (0.5 * co.g2) * score(y, t.expand(batch))
 
         span = ctx.times[i : i + 2]
         # step_t makes the solver stop exactly at the interval's end instead of stepping past it and interpolating.
