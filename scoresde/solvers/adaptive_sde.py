@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .base import Solver, StepContext, check_count
+from .base import Solver, StepContext, check_count, check_steps_or_nfe
 from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
 
@@ -96,8 +96,7 @@ class AdaptiveSDE(Solver):
 
     def plan(self, sde, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Output intervals (``steps``, default 1); a budget ``nfe`` is spent by :meth:`step`, not planned."""
-        if steps is not None and nfe is not None:
-            raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+        check_steps_or_nfe(steps, nfe)
         if nfe is not None and check_count("nfe", nfe) < self.nfe_per_step:
             raise ValueError(f"nfe={nfe} is below the minimum of {self.nfe_per_step} score evaluations for AdaptiveSDE")
         return self.grid(sde, self.default_steps if steps is None else steps, eps)
