@@ -12,9 +12,10 @@ loop of a few lines that draws the prior and applies the same update with precom
 * ``euler_maruyama``: Euler-Maruyama.
 
 Both draw their noise from generators with the same seed in the same order, so they compute the same numbers; the
-CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...) and the median
-of ``--repeats`` is kept, so a slow spell on a shared machine hits both; the ratio is of CPU times (one thread),
-which other processes on a shared machine do not inflate. Target: ratio <= 1.25.
+CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...), so a slow spell on
+a shared machine hits both; the ratio is of the least CPU time (one thread) of ``--repeats`` runs each, which other
+processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too).
+Target: ratio <= 1.25.
 
 Likelihood (with ``SCORESDE_REFERENCE_ROOT``): ``log_likelihood`` on 2-D data (VP, a Gaussian target's exact
 score, 1,000 points, float32, Rademacher Hutchinson estimator with one probe, RK45/dopri5 at rtol = atol = 1e-5)
@@ -100,10 +101,11 @@ def library(sde: scoresde.SDE, seed: int, solver) -> torch.Tensor:
 
 
 def race(a: Callable[[], torch.Tensor], b: Callable[[], torch.Tensor], repeats: int) -> dict:
-    """Median CPU and wall times of a() and b(), run alternately, and the largest difference of their results.
+    """CPU and wall times of a() and b(), run alternately, and the largest difference of their results.
 
-    The ratio is taken on the process's CPU time: with one thread it is the work done, and unlike the wall time it
-    does not count the time the process waits for a core that other processes hold.
+    The ratio is of the least CPU time of each (the run least disturbed by other processes; the ratio of the medians
+    beside it): with one thread the process's CPU time is the work done, and unlike the wall time it does not count
+    the time the process waits for a core that other processes hold.
     """
     cpu: dict[str, list[float]] = {"a": [], "b": []}
     wall: dict[str, list[float]] = {"a": [], "b": []}
@@ -115,8 +117,9 @@ def race(a: Callable[[], torch.Tensor], b: Callable[[], torch.Tensor], repeats: 
             cpu[name].append(time.process_time() - start_cpu)
             wall[name].append(time.perf_counter() - start)
     diff = float((out["a"].double() - out["b"].double()).abs().max()) if out["a"].shape == out["b"].shape else None
-    ta, tb = statistics.median(cpu["a"]), statistics.median(cpu["b"])
+    ta, tb = min(cpu["a"]), min(cpu["b"])
     return {"library_cpu_s": round(ta, 4), "baseline_cpu_s": round(tb, 4), "ratio": round(ta / tb, 3),
+            "median_ratio": round(statistics.median(cpu["a"]) / statistics.median(cpu["b"]), 3),
             "library_wall_s": round(statistics.median(wall["a"]), 4),
             "baseline_wall_s": round(statistics.median(wall["b"]), 4), "max_abs_diff": diff}  # fmt: skip
 
