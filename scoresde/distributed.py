@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .sampling import sample
 from .sde import SDE, ScoreFn
-from .solvers.noise import KeyedNoise, _key, keyed_normal
+from .solvers.noise import KeyedNoise, hash_words, keyed_normal
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def keyed_prior(sde: SDE, seed: int, index: range, event_shape: Sequence[int], *
     """
     s = derived_seed(seed, 0)
     idx = torch.arange(index.start, index.stop, dtype=torch.int64)
-    z = keyed_normal(_key(s & 0xFFFFFFFF, s >> 32, idx), tuple(event_shape), torch.float64, torch.device("cpu"))
+    z = keyed_normal(hash_words(s & 0xFFFFFFFF, s >> 32, idx), tuple(event_shape), torch.float64, torch.device("cpu"))
     return (sde.prior_std * z).to(device=device, dtype=dtype or torch.get_default_dtype())
 
 

@@ -46,6 +46,22 @@ class Coefficients(NamedTuple):
     diffusion: Tensor
 
 
+class ScalarCoefficients(NamedTuple):
+    """The scalar coefficients of a linear SDE at times t, each of t's shape, dtype and device.
+
+    Attributes:
+        f: Drift coefficient f(t) of dx = f(t) x dt + g(t) dw.
+        g2: Squared diffusion g(t)^2.
+        m: Mean scale m(t) of the perturbation kernel.
+        s: Standard deviation s(t) of the perturbation kernel.
+    """
+
+    f: Tensor
+    g2: Tensor
+    m: Tensor
+    s: Tensor
+
+
 class Discretization(NamedTuple):
     """One step x_{i+1} = x_i + f + G z of a discretised SDE; f has x's shape, G shape (B,)."""
 
@@ -73,6 +89,18 @@ class SDE(abc.ABC):
     def __init__(self, T: float = 1.0) -> None:
         self._T = _positive_finite("T", T)
 
+    def _params(self) -> tuple[float, ...]:
+        """The numbers that define this SDE within its class (with the class: its identity for ``==`` and hashing)."""
+        return (self.T,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SDE):
+            return NotImplemented
+        return type(self) is type(other) and self._params() == other._params()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._params()))
+
     @property
     def T(self) -> float:
         """End time of the forward process."""
@@ -98,6 +126,18 @@ class SDE(abc.ABC):
         """Variance of x_t given x_{t-dt}: s(t)^2 - r^2 s(t-dt)^2 with r = m(t)/m(t-dt)."""
         r = self._mean_scale(t) / self._mean_scale(t - dt)
         return (self._std(t) ** 2 - r**2 * self._std(t - dt) ** 2).clamp_min(0.0)
+
+    def coefficients(self, t: Tensor) -> ScalarCoefficients:
+        """f(t), g(t)^2, m(t) and s(t) in ``t``'s shape, dtype and device, without validating ``t``.
+
+        The accessor for solvers and likelihood terms, which evaluate it at times inside a grid already checked
+        against [0, T] (so no per-call check and no host-device synchronisation); user code should prefer the
+        checked :meth:`f`, :meth:`g2`, :meth:`mean_scale` and :meth:`std`.
+
+        Args:
+            t: Times in [0, T], a tensor of any shape.
+        """
+        return ScalarCoefficients(self._f(t), self._g2(t), self._mean_scale(t), self._std(t))
 
     def _coeff_time(self, t: float | Tensor, name: str = "t") -> Tensor:
         check_time_range(t, 0.0, self.T, name=name)
@@ -279,6 +319,9 @@ class VPSDE(SDE):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max}, T={self.T})"
 
+    def _params(self) -> tuple[float, ...]:
+        return (self.beta_min, self.beta_max, self.T)
+
     def beta(self, t: float | Tensor) -> Tensor:
         """The noise rate beta(t)."""
         return self._beta(self._coeff_time(t))
@@ -368,6 +411,9 @@ class VESDE(SDE):
 
     def __repr__(self) -> str:
         return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, T={self.T})"
+
+    def _params(self) -> tuple[float, ...]:
+        return (self.sigma_min, self.sigma_max, self.T)
 
     @property
     def prior_std(self) -> float:  # type: ignore[override]

@@ -199,7 +199,7 @@ def test_bad_inputs():
         log_likelihood(sde, score, torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(TypeError, match="callable"):
         log_likelihood(sde, None, torch.zeros(2, 2))
-    with pytest.raises(ValueError, match="score_fn returned shape"):
+    with pytest.raises(ValueError, match=r"score_fn returned \(2, 1\) for x of shape \(2, 2\)"):
         log_likelihood(sde, lambda x, t: x[:, :1], torch.zeros(2, 2))
 
 
@@ -267,3 +267,34 @@ def test_progress_bar_over_the_time_range(capsys):
     on_grid = torch.tensor([[0, 16], [3, 8]], dtype=torch.float64) / 8 - 1
     scoresde.bits_per_dim(sde, score, on_grid, levels=17, rtol=1e-3, atol=1e-3, progress=True)
     assert "log-likelihood" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("method", "stages"), [("euler", 1), ("midpoint", 2), ("heun", 2), ("rk4", 4)])
+def test_fixed_step_methods_through_the_sampling_loop_with_steps_or_a_budget(method, stages):
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((2,), seed=8)
+    x = data.sample(4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    exact = data.ode_log_prob(sde, x, eps=EPS)
+    res = log_likelihood(sde, data.score_fn(sde), x, method=method, steps=60)
+    assert res.nfe == 60 * stages
+    assert (res.logp - exact).abs().max() < (5e-2 if method == "euler" else 1e-3)
+    budget = log_likelihood(sde, data.score_fn(sde), x, method=method, nfe=60 * stages + stages - 1)
+    assert budget.nfe == 60 * stages
+    torch.testing.assert_close(budget.logp, res.logp)
+
+
+def test_an_adaptive_solve_stops_at_its_budget_and_steps_or_nfe_not_both():
+    sde = scoresde.VPSDE()
+    data = _full_gaussian((2,), seed=8)
+    x = data.sample(4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    with pytest.raises(scoresde.solvers.BudgetExceededError, match="nfe=5"):
+        log_likelihood(sde, data.score_fn(sde), x, nfe=5)
+    assert log_likelihood(sde, data.score_fn(sde), x, nfe=500).nfe <= 500
+    with pytest.raises(ValueError, match="give steps or nfe, not both"):
+        log_likelihood(sde, data.score_fn(sde), x, method="rk4", steps=3, nfe=12)
+    with pytest.raises(ValueError, match="step_size"):
+        log_likelihood(sde, data.score_fn(sde), x, method="rk4", steps=3, options={"step_size": 0.1})
+    with pytest.raises(ValueError, match="only the option 'step_size'"):
+        log_likelihood(sde, data.score_fn(sde), x, method="rk4", options={"perturb": True})
+    with pytest.raises(ValueError, match="nfe=3 is below the minimum of 4"):
+        log_likelihood(sde, data.score_fn(sde), x, method="rk4", nfe=3)

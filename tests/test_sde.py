@@ -197,3 +197,23 @@ def test_accelerator_times_are_not_read_back(sde):
     assert sde.std(t).device.type == "meta"
     x = torch.zeros(3, 2, device="meta")
     assert sde.marginal_prob(x, t).mean.device.type == "meta"
+
+
+def test_sdes_are_equal_by_class_and_parameters():
+    assert scoresde.VPSDE(0.1, 20.0) == scoresde.VPSDE(0.1, 20.0)
+    assert hash(scoresde.VPSDE(0.1, 20.0)) == hash(scoresde.VPSDE(0.1, 20.0))
+    assert scoresde.VPSDE(0.1, 20.0) != scoresde.VPSDE(0.1, 19.0)
+    assert scoresde.VPSDE() != scoresde.SubVPSDE()  # same parameters, another process
+    assert scoresde.VESDE(0.01, 50.0) == scoresde.VESDE(0.01, 50.0, T=1.0) != scoresde.VESDE(0.01, 50.0, T=2.0)
+    assert len({scoresde.VPSDE(), scoresde.VPSDE(), scoresde.VESDE()}) == 2
+    assert scoresde.VPSDE() != "VPSDE(beta_min=0.1, beta_max=20.0, T=1.0)"
+
+
+@pytest.mark.parametrize("sde", [scoresde.VPSDE(), scoresde.SubVPSDE(), scoresde.VESDE()], ids=repr)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_coefficients_match_the_checked_accessors_in_the_callers_dtype(sde, dtype):
+    t = torch.linspace(0.01, 1.0, 7, dtype=dtype)
+    co = sde.coefficients(t)
+    for got, want in zip(co, (sde.f(t), sde.g2(t), sde.mean_scale(t), sde.std(t)), strict=True):
+        assert got.dtype == dtype and got.shape == t.shape
+        torch.testing.assert_close(got, want)

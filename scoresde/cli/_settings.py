@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .._instantiate import instantiate
 from ..likelihood.divergence import DIVERGENCES
 from ..likelihood.ode import METHODS
+from ..solvers.base import check_steps_or_nfe
 from ._runtime import plain_config, resolve_device
 
 DIVERGENCE_CHOICES = ("auto", *sorted(DIVERGENCES))
@@ -120,8 +121,7 @@ def validate_sample(config: DictConfig) -> None:
     integer("steps", c["steps"], 1, none="the solver's default")
     integer("nfe", c.get("nfe"), 1, none="no budget (steps decide)")
     integer("batch_size", c.get("batch_size"), 1, none="n")
-    if c["steps"] is not None and c.get("nfe") is not None:
-        raise ValueError(f"give steps or nfe, not both (got steps={c['steps']}, nfe={c['nfe']})")
+    check_steps_or_nfe(c["steps"], c.get("nfe"))
     boolean("ema", c["ema"])
     built("solver", c["solver"])
 

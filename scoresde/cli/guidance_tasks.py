@@ -109,7 +109,7 @@ class ClassConditionalTask(_LabelTask):
     def _load(self, ckpt: Checkpoint):
         if self._classifier is None:
             clf = load_noisy_classifier(self.classifier_path)
-            if repr(clf.sde) != repr(ckpt.sde):
+            if clf.sde != ckpt.sde:
                 raise ValueError(f"the classifier at {self.classifier_path} was trained under {clf.sde!r}, but the "
                                  f"checkpoint's SDE is {ckpt.sde!r}: train it with the same sde=")  # fmt: skip
             if tuple(clf.event_shape) != tuple(ckpt.event_shape):

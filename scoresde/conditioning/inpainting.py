@@ -109,7 +109,7 @@ class Replacement(ConditionalMethod):
         return self.solver.grid(sde, steps, eps)
 
     def _solver_cost(self, sde: SDE, steps: int, eps: float) -> int:
-        key = (repr(sde), steps, eps)
+        key = (sde, steps, eps)
         if key not in self._costs:
             self._costs[key] = solver_cost(self.solver, sde, steps, eps)
         return self._costs[key]

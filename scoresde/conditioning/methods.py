@@ -18,7 +18,7 @@ from torch import Tensor
 from ..sampling import tweedie_denoise
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
-from ..solvers.base import CountingScore, NonFiniteError, SampleInfo, integrate, timed
+from ..solvers.base import CountingScore, NonFiniteError, SampleInfo, check_count, check_steps_or_nfe, integrate, timed
 from .observation import BoundObservation, Observation
 
 
@@ -86,8 +86,7 @@ def walk(
 
 def steps_for_budget(cost: Callable[[int], int], nfe: int) -> int:
     """The largest step count whose cost (score evaluations per sample, non-decreasing in steps) is <= ``nfe``."""
-    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
-        raise ValueError(f"nfe must be an integer >= 1, got {nfe!r}")
+    check_count("nfe", nfe)
     c1 = cost(1)
     if c1 > nfe:
         raise ValueError(f"nfe={nfe} is below the cost of one step of this method ({c1} score evaluations per sample)")
@@ -133,8 +132,7 @@ def sample_conditional(
     obs = observation.bind(y)
     if generator is not None and generator.device.type != y.device.type:
         raise ValueError(f"generator is on {generator.device} but y is on {y.device}")
-    if steps is not None and nfe is not None:
-        raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+    check_steps_or_nfe(steps, nfe)
     grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
     method = method.for_budget(nfe)
     if nfe is not None:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .._instantiate import instantiate
 from .._utils import append_dims, batch_time
-from ..metrics.classifier import _random_shift
+from ..metrics.classifier import random_shift
 from ..models.embeddings import TimeMLP
 from ..models.unet import ResBlock, group_norm
 from ..sde import SDE
@@ -190,7 +190,7 @@ def train_noisy_classifier(
     start, running = time.perf_counter(), 0.0
     for step in range(1, steps + 1):
         idx = torch.randint(0, x_all.shape[0], (batch_size,), generator=gen, device=device)
-        x0 = _random_shift(x_all[idx], cpu_gen, lo=dataset.data_range[0], max_shift=shift) if shift else x_all[idx]
+        x0 = random_shift(x_all[idx], cpu_gen, lo=dataset.data_range[0], max_shift=shift) if shift else x_all[idx]
         t = eps + (sde.T - eps) * torch.rand(batch_size, generator=gen, device=device)
         x_t = sde.perturb(x0, t, torch.randn(x0.shape, generator=gen, device=device))
         loss = F.cross_entropy(classifier(x_t, t), y_all[idx])

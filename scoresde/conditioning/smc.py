@@ -29,40 +29,26 @@ from torch import Tensor
 from ..sde import SDE
 from ..solvers import grids
 from ..solvers.base import Solver, StepContext
+from ..solvers.euler_maruyama import EulerMaruyama
+from ..solvers.pc import Ancestral, ReverseDiffusion
 from .ensemble import EnsembleJacobian, ObservedCovariance
 from .methods import ConditionalMethod, walk
 from .observation import BoundObservation, ObservedPath
 
 DEFAULT_PARTICLES = 30  # without a budget (and at 1000 evaluations per sample)
 
-Kernel = Callable[[Tensor, Tensor, int, StepContext], tuple[Tensor, float]]
+Kernel = Callable[[Tensor, Tensor, int, StepContext], tuple[Tensor, float | Tensor]]
 """``kernel(x, score, i, ctx) -> (mean, variance)`` of a Gaussian reverse step from t_i to t_{i+1}, given the
 score s(x, t_i)."""
 
 
-def ancestral_kernel(x: Tensor, score: Tensor, i: int, ctx: StepContext) -> tuple[Tensor, float]:
-    """:class:`~scoresde.solvers.Ancestral`'s step: mean (x + v s(x, t_i)) / r, variance v s_{i+1}^2 / s_i^2."""
-    c = ctx.coeffs
-    return (x + c.v[i] * score) / c.r[i], c.v[i] * c.s[i + 1] ** 2 / c.s[i] ** 2
-
-
-def reverse_diffusion_kernel(x: Tensor, score: Tensor, i: int, ctx: StepContext) -> tuple[Tensor, float]:
-    """:class:`~scoresde.solvers.ReverseDiffusion`'s step: mean (2 - r) x + v s(x, t_i), variance v."""
-    c = ctx.coeffs
-    return (2 - c.r[i]) * x + c.v[i] * score, c.v[i]
-
-
-def euler_maruyama_kernel(x: Tensor, score: Tensor, i: int, ctx: StepContext) -> tuple[Tensor, float]:
-    """:class:`~scoresde.solvers.EulerMaruyama`'s step: mean x (1 - f dt) + g^2 dt s(x, t_i), variance g^2 dt."""
-    c = ctx.coeffs
-    return x * (1 - c.f[i] * c.dt[i]) + (c.g2[i] * c.dt[i]) * score, c.g2[i] * c.dt[i]
-
-
 KERNELS: dict[str, Kernel] = {
-    "ancestral": ancestral_kernel,
-    "reverse_diffusion": reverse_diffusion_kernel,
-    "euler_maruyama": euler_maruyama_kernel,
+    "ancestral": Ancestral("beta_tilde").transition,
+    "reverse_diffusion": ReverseDiffusion().transition,
+    "euler_maruyama": EulerMaruyama().transition,
 }
+"""The filter's reverse steps: the Gaussian transitions of the samplers' own steps (:meth:`Ancestral.transition` with
+the posterior variance, :meth:`ReverseDiffusion.transition`, :meth:`EulerMaruyama.transition`)."""
 
 
 GRIDS = {

@@ -36,19 +36,21 @@ from typing import Any
 import torch
 import torchdiffeq
 from torch import Tensor
-from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 from tqdm.auto import tqdm
 
 from .._utils import check_finite, event_size
 from ..models.parameterization import check_score_sde
 from ..sde import SDE, ScoreFn
-from ..solvers.base import NonFiniteError
+from ..solvers.base import CountingScore, NonFiniteError, Solver, StepContext, check_steps_or_nfe, integrate
+from ..solvers.ode import ODE_METHODS, rk_step
 from .divergence import Divergence, make_divergence
 from .quantization import BitsPerDim, Quantization
 
-METHODS = frozenset(_TORCHDIFFEQ_SOLVERS) - {"scipy_solver"}
-"""torchdiffeq's methods, less its scipy wrapper (a numpy round trip on every evaluation)."""
-_ADAPTIVE = frozenset({"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun"})
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+METHODS = frozenset(_ADAPTIVE) | {name for name, spec in ODE_METHODS.items() if not spec.adaptive}
+"""Adaptive methods (torchdiffeq's, with the per-sample error norm) and the fixed-step Runge-Kutta methods of
+:data:`scoresde.solvers.ode.ODE_METHODS` ("euler", "midpoint", "heun", "rk4"), which walk a grid of ``steps``
+intervals through the sampler's loop."""
 
 
 @dataclass
@@ -79,17 +81,6 @@ class LikelihoodResult:
         return -self.logp / self.z[0].numel()
 
 
-class _CountingScore:
-    """Wraps a score function and counts its calls."""
-
-    def __init__(self, score_fn: ScoreFn) -> None:
-        self.score_fn, self.calls = score_fn, 0
-
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        self.calls += 1
-        return self.score_fn(x, t)
-
-
 class AugmentedFlow(torch.nn.Module):
     """Right-hand side of the augmented probability-flow ODE d/dt [x, delta] = [f~, div f~] (one score call).
 
@@ -102,13 +93,20 @@ class AugmentedFlow(torch.nn.Module):
         divergence: Estimator of div f~ (exact or Hutchinson, probes already drawn).
         progress: Optional tqdm bar over [eps, T] (total 1000: per mille of the time range), advanced to each t.
         eps: Start time of the solve (for the progress bar).
+        budget: Most score evaluations allowed (:class:`~scoresde.solvers.base.CountingScore`); None: unlimited.
     """
 
     def __init__(
-        self, sde: SDE, score_fn: ScoreFn, divergence: Divergence, progress: Any = None, eps: float = 0.0
+        self,
+        sde: SDE,
+        score_fn: ScoreFn,
+        divergence: Divergence,
+        progress: Any = None,
+        eps: float = 0.0,
+        budget: int | None = None,
     ) -> None:
         super().__init__()
-        self.score = _CountingScore(score_fn)
+        self.score = CountingScore(score_fn, budget)
         self.flow = sde.reverse(self.score, probability_flow=True)
         self.divergence = divergence
         self.progress, self.eps, self.last_t = progress, eps, eps
@@ -149,6 +147,87 @@ def _check_positive(name: str, value: float) -> float:
     return float(value)
 
 
+class AugmentedODE(Solver):
+    """Integrates the augmented flow d/dt [x, delta] = [f~, div f~] (an :class:`AugmentedFlow`) from eps up to T.
+
+    A solver of the sampler's loop (:func:`~scoresde.solvers.base.integrate`) on the augmented state (x, delta),
+    one grid interval per step: fixed-step methods take one Runge-Kutta step per interval
+    (:func:`~scoresde.solvers.ode.rk_step`, the probability-flow sampler's); adaptive methods integrate each interval
+    with torchdiffeq under the per-sample error norm (see the module docstring), or with ``per_sample`` with a step
+    size per sample (:func:`~scoresde.solvers.adaptive_ode.dopri5_per_sample`). The grid is the solver's grid from
+    T down to eps, walked backwards; an ``nfe`` budget buys nfe // stages steps of a fixed-step method and bounds
+    an adaptive one (:class:`~scoresde.solvers.base.BudgetExceededError` beyond it).
+
+    Args:
+        term: The right-hand side, holding the run's counted score.
+        method: A name in :data:`METHODS`.
+        rtol: Relative tolerance of adaptive methods.
+        atol: Absolute tolerance of adaptive methods.
+        options: Extra torchdiffeq options of an adaptive method.
+        per_sample: Step size per sample ("dopri5" only).
+    """
+
+    def __init__(
+        self, term: AugmentedFlow, method: str, rtol: float, atol: float, options: dict, per_sample: bool
+    ) -> None:
+        super().__init__()
+        self.term, self.method, self.rtol, self.atol = term, method, rtol, atol
+        self.options, self.per_sample = options, per_sample
+        self.adaptive = method in _ADAPTIVE
+        self.tableau = None if self.adaptive else ODE_METHODS[method].tableau
+        self.nfe_per_step = 1 if self.adaptive else len(self.tableau.b)
+        self.default_steps = 1 if self.adaptive else 100
+
+    def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
+        """Grid times eps = t_0 < ... < t_N = T (float64, shape (N + 1,))."""
+        check_steps_or_nfe(steps, nfe)
+        if self.adaptive and nfe is not None:  # spent by the error control, bounded by the counted score
+            super().plan(sde, eps, nfe=nfe)
+            nfe = None
+        return super().plan(sde, eps, steps=steps, nfe=nfe).flip(0)
+
+    def step(self, y: tuple[Tensor, Tensor], i: int, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        t0, t1 = ctx.coeffs.t[i], ctx.coeffs.t[i + 1]
+        x = y[0]
+        if self.tableau is not None:
+
+            def vf(j: int, t: float, yj: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+                return self.term(torch.tensor(t, dtype=x.dtype, device=x.device), yj)
+
+            return rk_step(vf, y, t0, t1 - t0, self.tableau)
+        if self.per_sample:
+            return self._per_sample_step(y, t0, t1, ctx)
+        span = ctx.times[i : i + 2]
+        options = dict(self.options, norm=_per_sample_max_norm)
+        # land the last step on the interval's end instead of stepping past it (the SDE ends at T)
+        options["step_t"] = torch.cat([torch.as_tensor(options.get("step_t", []), dtype=x.dtype), span[1:].cpu()])
+        options["step_t"] = options["step_t"].unique()
+        xs, deltas = torchdiffeq.odeint(
+            self.term, y, span, rtol=self.rtol, atol=self.atol, method=self.method, options=options
+        )
+        return xs[-1], deltas[-1]
+
+    def _per_sample_step(self, y, t0: float, t1: float, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        """The interval with a step size per sample; Hutchinson probes follow their samples."""
+        from ..solvers.adaptive_ode import dopri5_per_sample
+
+        estimator = self.term.divergence
+        probes = getattr(estimator, "probes", None)
+
+        def f(t: Tensor, yy: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor]:
+            if probes is not None:
+                estimator.probes = probes[:, idx]
+            return self.term(t.to(yy[0].dtype), (yy[0], yy[1]))
+
+        try:
+            res = dopri5_per_sample(f, y, t0, t1, rtol=self.rtol, atol=self.atol)
+        finally:
+            if probes is not None:
+                estimator.probes = probes
+        ctx.stats["nfe_per_sample"] = ctx.stats.get("nfe_per_sample", 0) + res.nfe_per_sample
+        return res.y[0], res.y[1]
+
+
 def log_likelihood(
     sde: SDE,
     score_fn: ScoreFn,
@@ -160,12 +239,17 @@ def log_likelihood(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     eps: float = 1e-5,
+    steps: int | None = None,
+    nfe: int | None = None,
     generator: torch.Generator | None = None,
     options: dict | None = None,
     progress: bool = False,
     per_sample: bool = False,
 ) -> LikelihoodResult:
     """log p(x) of the probability-flow ODE model (Song et al. 2021, appendix D.2), in nats.
+
+    The solve runs through the sampler's loop (:func:`scoresde.solvers.base.integrate`) with the augmented state
+    (x, delta) (:class:`AugmentedODE`): the same counted score, budget and non-finite check as sampling.
 
     Args:
         sde: Forward SDE whose prior closes the flow at T.
@@ -174,13 +258,17 @@ def log_likelihood(
         divergence: "exact" (trace of the Jacobian, D VJPs per step: low-dimensional data), "rademacher" or
             "gaussian" (Hutchinson estimators, probes fixed over the solve), or a :class:`Divergence`.
         n_probes: Hutchinson probes averaged at every evaluation, all from the same forward pass.
-        method: A torchdiffeq method, adaptive ("dopri5", "bosh3", "dopri8", ...) or fixed-grid with
-            ``options={"step_size": h}``.
+        method: One of :data:`METHODS`: adaptive ("dopri5", the default, as Song et al.; "bosh3", "dopri8", ...) or
+            fixed-step Runge-Kutta ("euler", "midpoint", "heun", "rk4") on a uniform grid of ``steps`` intervals.
         rtol: Relative tolerance of the adaptive solver.
         atol: Absolute tolerance of the adaptive solver.
         eps: Start time in (0, T): the data is placed at t = eps.
+        steps: Grid intervals of a fixed-step method (default 100); output intervals of an adaptive one (default 1).
+        nfe: Budget of score evaluations instead of ``steps``: a fixed-step method takes nfe // stages steps, an
+            adaptive one raises :class:`~scoresde.solvers.BudgetExceededError` if its error control needs more.
         generator: Random source of the Hutchinson probes.
-        options: Extra torchdiffeq solver options (the error norm is fixed, see the module docstring).
+        options: Extra torchdiffeq options of an adaptive method (the error norm is fixed, see the module
+            docstring); a fixed-step method accepts ``{"step_size": h}`` only, as ceil((T - eps) / h) steps.
         progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
         per_sample: With method "dopri5", solve every sample with its own step size and time
             (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample error norm): the batch
@@ -195,6 +283,7 @@ def log_likelihood(
         NonFiniteError: if the score, the divergence or the solver's time becomes NaN/inf (names the time).
         ValueError: if ``score_fn`` is a :class:`scoresde.ScoreModel` built for another SDE than ``sde``.
     """
+    start = time.perf_counter()
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2 or x.shape[0] == 0 or x[0].numel() == 0:
@@ -210,32 +299,32 @@ def log_likelihood(
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    check_steps_or_nfe(steps, nfe)
     estimator = make_divergence(divergence, n_probes)
     options = dict(options or {})
     if "norm" in options:
         raise ValueError("options may not set 'norm': the per-sample error norm is part of this function's contract")
+    if method not in _ADAPTIVE:
+        if "step_size" in options:
+            h = _check_positive("options['step_size']", options.pop("step_size"))
+            if steps is not None or nfe is not None:
+                raise ValueError("give options={'step_size': h}, steps or nfe, not two of them")
+            steps = max(1, math.ceil((sde.T - eps) / h - 1e-9))
+        if options:
+            raise ValueError(f"fixed-step method {method!r} takes only the option 'step_size', got {sorted(options)}")
+    if per_sample and (method != "dopri5" or options):
+        raise ValueError(f"per_sample=True needs method='dopri5' and no options, got {method!r}, {options}")
 
-    start = time.perf_counter()
     x = x.detach()
     estimator.draw(x, generator)
     bar = tqdm(total=1000, desc="log-likelihood (per mille of [eps, T])", leave=False) if progress else None
-    rhs = AugmentedFlow(sde, score_fn, estimator, progress=bar, eps=eps)
-    options["norm"] = _per_sample_max_norm
-    times = torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device)
-    if method in _ADAPTIVE:  # land the last step on T instead of stepping past it (the SDE ends there)
-        options["step_t"] = torch.cat(
-            [torch.as_tensor(options.get("step_t", []), dtype=x.dtype), times[1:].cpu()]
-        ).unique()
+    rhs = AugmentedFlow(sde, score_fn, estimator, progress=bar, eps=eps, budget=nfe)
+    solver = AugmentedODE(rhs, method, rtol, atol, options, bool(per_sample))
+    times = solver.plan(sde, eps, steps=steps, nfe=nfe)
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
-    nfe_per_sample = None
+    stats: dict[str, Any] = {}
     try:
-        if per_sample:
-            if method != "dopri5" or options.keys() - {"norm", "step_t"}:
-                raise ValueError(f"per_sample=True needs method='dopri5' and no options, got {method!r}, {options}")
-            (z, delta_logp), nfe_per_sample = _solve_per_sample(rhs, estimator, state, eps, sde.T, rtol, atol)
-        else:
-            xs, deltas = torchdiffeq.odeint(rhs, state, times, rtol=rtol, atol=atol, method=method, options=options)
-            z, delta_logp = xs[-1], deltas[-1]
+        (z, delta_logp), _ = integrate(solver, sde, rhs.score, state, times, stats=stats, nfe_budget=nfe)
     finally:
         if bar is not None:
             bar.close()
@@ -247,26 +336,8 @@ def log_likelihood(
         delta_logp=delta_logp,
         nfe=rhs.score.calls,
         wall_time=time.perf_counter() - start,
-        nfe_per_sample=nfe_per_sample,
+        nfe_per_sample=stats.get("nfe_per_sample"),
     )
-
-
-def _solve_per_sample(rhs: AugmentedFlow, estimator: Divergence, state, t0: float, t1: float, rtol: float,
-                      atol: float) -> tuple[tuple[Tensor, Tensor], Tensor]:  # fmt: skip
-    """The augmented ODE with a step size per sample; Hutchinson probes follow their samples."""
-    from ..solvers.adaptive_ode import dopri5_per_sample
-
-    probes = getattr(estimator, "probes", None)
-
-    def f(t: Tensor, y: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor]:
-        if probes is not None:
-            estimator.probes = probes[:, idx]
-        return rhs(t.to(y[0].dtype), (y[0], y[1]))
-
-    res = dopri5_per_sample(f, state, t0, t1, rtol=rtol, atol=atol)
-    if probes is not None:
-        estimator.probes = probes
-    return (res.y[0], res.y[1]), res.nfe_per_sample
 
 
 def bits_per_dim(

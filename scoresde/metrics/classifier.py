@@ -178,7 +178,7 @@ def _train(dataset, epochs, batch_size, lr, width, feature_dim, seed, device, sa
         total = 0.0
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            x = _random_shift(x_all[idx], gen, lo=dataset.data_range[0])
+            x = random_shift(x_all[idx], gen, lo=dataset.data_range[0])
             loss = nn.functional.cross_entropy(model(x), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,7 +210,7 @@ def _train(dataset, epochs, batch_size, lr, width, feature_dim, seed, device, sa
     return model, info
 
 
-def _random_shift(x: Tensor, gen: torch.Generator, lo: float, max_shift: int = 1) -> Tensor:
+def random_shift(x: Tensor, gen: torch.Generator, lo: float, max_shift: int = 1) -> Tensor:
     """Translate each image by up to ``max_shift`` pixels (padding with the background value ``lo``)."""
     b, _, h, w = x.shape
     padded = nn.functional.pad(x, (max_shift,) * 4, value=lo)

@@ -61,7 +61,7 @@ class MLP(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        self.event_shape = _check_event_shape(event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.num_classes = num_classes
         for name, value in (("width", width), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -88,7 +88,7 @@ class MLP(nn.Module):
         return self.out(h).reshape(x.shape)
 
 
-def _check_event_shape(event_shape) -> tuple[int, ...]:
+def check_event_shape(event_shape) -> tuple[int, ...]:
     try:
         shape = tuple(int(n) for n in event_shape)
     except TypeError:

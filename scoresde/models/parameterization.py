@@ -152,7 +152,7 @@ class ScoreModel(nn.Module):
     def check_sde(self, sde: SDE) -> None:
         """Raise ValueError unless ``sde`` is the SDE this model was built for (the same object, or the same class
         with the same parameters): its output is a score only for that SDE's m(t), s(t)."""
-        if sde is not self.sde and (type(sde) is not type(self.sde) or repr(sde) != repr(self.sde)):
+        if sde != self.sde:
             raise ValueError(
                 f"this score model was built for {self.sde!r} but is used with {sde!r}; sample and evaluate it "
                 "with its own SDE (model.sde, or ckpt.sde of scoresde.load_checkpoint)"

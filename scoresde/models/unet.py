@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .._utils import append_dims
 from .embeddings import LabelEmbedding, TimeMLP, add_label
-from .mlp import _check_event_shape
+from .mlp import check_event_shape
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -129,7 +129,7 @@ class UNet(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        self.event_shape = _check_event_shape(event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.num_classes = num_classes
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape must be (C, H, W) for the UNet, got {event_shape!r}")

@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .base import Solver, StepContext, check_count
-from .noise import BrownianNoise, KeyedNoise, _key, keyed_normal
+from .base import Solver, StepContext, check_count, check_steps_or_nfe
+from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
 
 def _positive(name: str, value: float, upper: float = math.inf) -> float:
@@ -94,8 +94,7 @@ class AdaptiveSDE(Solver):
 
     def plan(self, sde, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Output intervals (``steps``, default 1); a budget ``nfe`` is spent by :meth:`step`, not planned."""
-        if steps is not None and nfe is not None:
-            raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+        check_steps_or_nfe(steps, nfe)
         if nfe is not None and check_count("nfe", nfe) < self.nfe_per_step:
             raise ValueError(f"nfe={nfe} is below the minimum of {self.nfe_per_step} score evaluations for AdaptiveSDE")
         return self.grid(sde, self.default_steps if steps is None else steps, eps)
@@ -129,12 +128,13 @@ class AdaptiveSDE(Solver):
             return (mem["w"][idx] - w1) / scale, w1
         s = mem["seed"]
         # the sample's index in the run and its attempt count key its draw
-        key = _key(s & 0xFFFFFFFF, s >> 32, idx + mem["offset"], mem["nfe"][idx])
+        key = hash_words(s & 0xFFFFFFFF, s >> 32, idx + mem["offset"], mem["nfe"][idx])
         return keyed_normal(key, tuple(like.shape[1:]), like.dtype, like.device), None
 
     def _drift(self, x: Tensor, t: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
         """The reverse drift b(x, t) (shape of x) and g(t) (shape (B,)) at per-sample times t (float64)."""
-        f, g2 = ctx.sde._f(t).to(x.dtype), ctx.sde._g2(t).to(x.dtype)
+        co = ctx.sde.coefficients(t)
+        f, g2 = co.f.to(x.dtype), co.g2.to(x.dtype)
         score = ctx.score(x, t.to(x.dtype))
         return append_dims(-f, x.ndim) * x + append_dims(g2, x.ndim) * score, g2.sqrt()
 

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,6 +42,18 @@ class NonFiniteError(FloatingPointError):
 
 class BudgetExceededError(RuntimeError):
     """A solver asked for more score evaluations than its ``nfe`` budget allows (an adaptive solve that needs more)."""
+
+
+class GaussianTransition(NamedTuple):
+    """A solver step's Gaussian kernel x_{t_{i+1}} ~ N(mean, var I) given the state and score at t_i.
+
+    Attributes:
+        mean: Shape of the state (B, *event_shape).
+        var: The variance, a float (or a 0-d tensor where it depends on the batch).
+    """
+
+    mean: Tensor
+    var: float | Tensor
 
 
 @dataclass
@@ -104,6 +116,8 @@ class GridCoefficients:
     drift coefficient ``f`` and squared diffusion ``g2``. Per interval i (N entries, from t_i down to
     t_{i+1}): ``dt = t_i - t_{i+1} > 0`` and the exact forward kernel x_{t_i} = r x_{t_{i+1}} + sqrt(v) z of
     :meth:`SDE.discretize`, so r = m(t_i) / m(t_{i+1}) and v = s(t_i)^2 - r^2 s(t_{i+1})^2 (computed stably).
+    An increasing grid (the likelihood's, from eps up to T) has dt < 0, and r, v are the kernel from the
+    interval's earlier end to its later one.
     """
 
     t: list[float]
@@ -123,7 +137,7 @@ class GridCoefficients:
         dt = t[:-1] - t[1:]
         # SDE.discretize is linear in x: on a unit state its drift part is (r - 1) and G = sqrt(v).
         unit = torch.ones(len(dt), 1, dtype=torch.float64)
-        kernel = sde.discretize(unit, t[:-1], dt)
+        kernel = sde.discretize(unit, torch.maximum(t[:-1], t[1:]), dt.abs())
         m, s = sde.mean_scale(t), sde.std(t)
         return cls(
             t=t.tolist(),
@@ -162,10 +176,13 @@ class StepContext:
     memory: dict[str, Any] = field(default_factory=dict)
 
     def t(self, i: int) -> Tensor:
-        """Grid time t_i as a (B,) tensor for the score function (a view, no copy)."""
-        return self.times[i].expand(self.batch)
+        """Grid time t_i as a (B,) tensor for the score function (a view, no copy, made once per run)."""
+        if self._t is None:
+            self._t = [self.times[j].expand(self.batch) for j in range(len(self.times))]
+        return self._t[i]
 
     noise_source: NoiseSource | None = None  # None: independent draws from ``generator``
+    _t: list[Tensor] | None = field(default=None, repr=False)
 
     def noise(self, like: Tensor) -> Tensor:
         """A fresh standard normal draw of ``like``'s shape, dtype and device (from :attr:`noise_source`)."""
@@ -190,6 +207,22 @@ def check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
+
+
+def check_steps_or_nfe(steps: int | None, nfe: int | None) -> None:
+    """Refuse a run given both a step count and a budget: the one place that says so for every front end."""
+    if steps is not None and nfe is not None:
+        raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+
+
+def steps_within(nfe: int, nfe_per_step: int, what: str) -> int:
+    """The number of intervals an ``nfe`` budget buys at ``nfe_per_step`` score evaluations each (at least 1)."""
+    steps = check_count("nfe", nfe) // nfe_per_step
+    if steps < 1:
+        raise ValueError(
+            f"nfe={nfe} is below the minimum of {nfe_per_step} score evaluations for {what} (its cost per step)"
+        )
+    return steps
 
 
 class Solver(abc.ABC):
@@ -240,15 +273,9 @@ class Solver(abc.ABC):
         Raises:
             ValueError: if both are given, or the budget is below the cost of one interval.
         """
-        if steps is not None and nfe is not None:
-            raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
+        check_steps_or_nfe(steps, nfe)
         if nfe is not None:
-            steps = check_count("nfe", nfe) // self.nfe_per_step
-            if steps < 1:
-                raise ValueError(
-                    f"nfe={nfe} is below the minimum of {self.nfe_per_step} score evaluations for "
-                    f"{type(self).__name__} (its cost per step)"
-                )
+            steps = steps_within(nfe, self.nfe_per_step, type(self).__name__)
         return self.grid(sde, self.default_steps if steps is None else steps, eps)
 
     def check(self, sde: SDE) -> None:
@@ -281,7 +308,7 @@ def integrate(
     solver: Solver,
     sde: SDE,
     score: CountingScore,
-    x: Tensor,
+    x: Tensor | tuple[Tensor, ...],
     times: Tensor,
     *,
     generator: torch.Generator | None = None,
@@ -294,16 +321,19 @@ def integrate(
 ) -> tuple[Tensor, Tensor | None]:
     """Walk the grid ``times`` with ``solver`` from the state ``x`` at ``times[0]``: the one integration loop.
 
-    Finiteness is recorded on the device at every step (as isfinite(sum(x)), six times cheaper than
-    isfinite(x).all() and equally sensitive to NaN and inf; it also flags sums that overflow) and checked
-    once at the end (one synchronisation), so a NaN stops the run with an error naming the first bad step.
+    Finiteness is recorded on the device at every step (as sum(x), six times cheaper than isfinite(x).all() and
+    equally sensitive to NaN and inf; it also flags sums that overflow) and checked once at the end (one
+    reduction per step, one isfinite and one synchronisation per run), so a NaN stops the run with an error naming
+    the first bad step.
 
     Args:
         solver: The method taking each step.
         sde: The forward SDE whose reverse is sampled.
         score: The counted score function.
-        x: Initial state at ``times[0]``, shape (B, *event_shape).
-        times: Decreasing grid, shape (N + 1,) (any float dtype; coefficients are taken in float64).
+        x: Initial state at ``times[0]``, shape (B, *event_shape), or a tuple of such states with a common
+            batch (an augmented state, e.g. the likelihood's (x, log-determinant); no trajectory then).
+        times: Monotone grid, shape (N + 1,): decreasing for sampling, increasing for the likelihood (any float
+            dtype; coefficients are taken in float64).
         generator: Source of the solver's noise.
         callback: Called as ``callback(i, t_{i+1}, x)`` after every step.
         trajectory: Also return the states at every grid time, shape (N + 1, B, *event_shape).
@@ -320,12 +350,17 @@ def integrate(
         NonFiniteError: if the state became NaN or infinite; names the first such step and time.
     """
     coeffs = GridCoefficients.from_grid(sde, times)
-    ctx = StepContext(sde, score, coeffs, times.to(dtype=x.dtype, device=x.device), x.shape[0], generator, nfe_budget)
+    single = isinstance(x, Tensor)
+    lead = x if single else x[0]
+    if trajectory and not single:
+        raise ValueError("trajectory=True needs a single state tensor, not an augmented tuple state")
+    ctx = StepContext(sde, score, coeffs, times.to(dtype=lead.dtype, device=lead.device), lead.shape[0], generator,
+                      nfe_budget)  # fmt: skip
     if stats is not None:
         ctx.stats = stats
     ctx.noise_source = noise
     n = len(coeffs.dt)
-    finite: list[Tensor] = []
+    sums: list[Tensor] = []
     states = [x] if trajectory else None
     steps: range | Any = range(n)
     if progress:
@@ -334,12 +369,12 @@ def integrate(
         steps = tqdm(steps, desc=type(solver).__name__, leave=False)
     for i in steps:
         x = solver.step(x, i, ctx)
-        finite.append(torch.isfinite(x.sum()))
+        sums.append(x.sum() if single else sum(v.sum() for v in x))
         if states is not None:
             states.append(x)
         if callback is not None:
             callback(i, coeffs.t[i + 1], x)
-    ok = torch.stack(finite) if finite else torch.ones(0, dtype=torch.bool)
+    ok = torch.isfinite(torch.stack(sums)) if sums else torch.ones(0, dtype=torch.bool)
     if not bool(ok.all()):
         i = int((~ok).nonzero()[0])
         raise NonFiniteError(

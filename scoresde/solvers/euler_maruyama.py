@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor
 
-from .base import Solver, StepContext
+from .base import GaussianTransition, Solver, StepContext
 
 
 class EulerMaruyama(Solver):
@@ -22,8 +22,12 @@ class EulerMaruyama(Solver):
     order = 0.5
     default_steps = 1000
 
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+    def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
+        """The step's kernel given s(x_i, t_i): mean x_i (1 - f dt_i) + g^2 dt_i s, variance g^2 dt_i."""
         c = ctx.coeffs
         dt, g2 = c.dt[i], c.g2[i]
-        score = ctx.score(x, ctx.t(i))
-        return x * (1 - c.f[i] * dt) + (g2 * dt) * score + math.sqrt(g2 * dt) * ctx.increment(x, i)
+        return GaussianTransition(x * (1 - c.f[i] * dt) + (g2 * dt) * score, g2 * dt)
+
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
+        return mean + math.sqrt(var) * ctx.increment(x, i)

@@ -91,7 +91,8 @@ class ExponentialIntegrator(Solver):
         t = float(ctx.sde.t_from_sigma(torch.tensor(math.exp(-lam), dtype=torch.float64)))
         tt = torch.tensor(min(max(t, c.t[i + 1]), c.t[i]), dtype=torch.float64)
         # Inside the validated grid: the SDE's unchecked scalar coefficients, on the CPU.
-        return Node(float(tt), float(ctx.sde._mean_scale(tt)), float(ctx.sde._std(tt)), lam)
+        co = ctx.sde.coefficients(tt)
+        return Node(float(tt), float(co.m), float(co.s), lam)
 
     def model(self, ctx: StepContext, x: Tensor, a: Node) -> Tensor:
         """The data prediction x0 = (x + sigma_a^2 s(x, t_a)) / alpha_a or the noise prediction -sigma_a s(x, t_a)."""

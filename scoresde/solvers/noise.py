@@ -41,7 +41,7 @@ def _mix32(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
-def _key(*words: Tensor | int) -> Tensor:
+def hash_words(*words: Tensor | int) -> Tensor:
     """Hash a sequence of (broadcastable) 32-bit words into one 32-bit word."""
     h = torch.tensor(0x9E3779B9, dtype=torch.int64)
     for w in words:
@@ -117,7 +117,7 @@ class BrownianNoise(NoiseSource):
 
     def _sample_key(self, index: Tensor, stream: int) -> Tensor:
         s = self.seed & ((1 << 64) - 1)
-        return _key(s & _MASK, s >> 32, stream, index + self.offset)
+        return hash_words(s & _MASK, s >> 32, stream, index + self.offset)
 
     def _node_key(self, index: Tensor, node: Tensor, stream: int) -> Tensor:
         return _mix32(self._sample_key(index, stream) ^ _mix32(node))
@@ -203,7 +203,7 @@ class KeyedNoise(NoiseSource):
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         index = torch.arange(like.shape[0], device=like.device) if index is None else index.to(like.device)
         s, self._calls = self.seed & ((1 << 64) - 1), self._calls + 1
-        key = _key(s & _MASK, s >> 32, self._calls, index + self.offset)
+        key = hash_words(s & _MASK, s >> 32, self._calls, index + self.offset)
         return keyed_normal(key, tuple(like.shape[1:]), like.dtype, like.device)
 
     def increment(self, like: Tensor, t_from: Tensor, t_to: Tensor, index: Tensor | None = None) -> Tensor:

@@ -12,6 +12,7 @@ score calls made, rejected steps and the initial step-size probe included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,38 @@ class ODEMethod:
     @property
     def adaptive(self) -> bool:
         return self.tableau is None
+
+
+def rk_step(
+    vf: Callable[[int, float, tuple[Tensor, ...]], tuple[Tensor, ...]],
+    y: tuple[Tensor, ...],
+    t0: float,
+    h: float,
+    tab: ButcherTableau,
+) -> tuple[Tensor, ...]:
+    """One explicit Runge-Kutta step of dy/dt = F(t, y) from t0 to t0 + h (h of either sign), y a tuple of tensors.
+
+    The one Runge-Kutta step of the package: the probability-flow sampler (y = (x,)) and the likelihood's
+    augmented ODE (y = (x, log-determinant)) both take it.
+
+    Args:
+        vf: ``vf(j, t, y_j)``: the vector field F at stage j's time t = t0 + c_j h and state y_j.
+        y: The state at t0.
+        t0: Start time of the step.
+        h: Signed step length.
+        tab: The method's Butcher tableau.
+    """
+    ks: list[tuple[Tensor, ...]] = []
+    for j, row in enumerate(tab.a):
+        yj = y
+        for a, k in zip(row, ks, strict=True):
+            if a:
+                yj = tuple(u + (h * a) * du for u, du in zip(yj, k, strict=True))
+        ks.append(vf(j, t0 + tab.c[j] * h, yj))
+    for b, k in zip(tab.b, ks, strict=True):
+        if b:
+            y = tuple(u + (h * b) * du for u, du in zip(y, k, strict=True))
+    return y
 
 
 ODE_METHODS: dict[str, ODEMethod] = {
@@ -124,22 +157,16 @@ class ProbabilityFlowODE(Solver):
 
     def _rk_step(self, x: Tensor, i: int, ctx: StepContext, tab: ButcherTableau) -> Tensor:
         t0, h = ctx.coeffs.t[i], ctx.coeffs.t[i + 1] - ctx.coeffs.t[i]
-        stage_t = [t0 + c * h for c in tab.c]
         # Stage times lie inside the validated grid interval: the SDE's unchecked scalar coefficients, on the CPU.
-        tt = torch.tensor(stage_t, dtype=torch.float64)
-        f, half_g2 = ctx.sde._f(tt).tolist(), (0.5 * ctx.sde._g2(tt)).tolist()
-        ks: list[Tensor] = []
-        for j, row in enumerate(tab.a):
-            xj = x
-            for a, k in zip(row, ks, strict=True):
-                if a:
-                    xj = xj + (h * a) * k
-            t = torch.full((ctx.batch,), stage_t[j], dtype=x.dtype, device=x.device)
-            ks.append(f[j] * xj - half_g2[j] * ctx.score(xj, t))
-        for b, k in zip(tab.b, ks, strict=True):
-            if b:
-                x = x + (h * b) * k
-        return x
+        co = ctx.sde.coefficients(torch.tensor([t0 + c * h for c in tab.c], dtype=torch.float64))
+        f, half_g2 = co.f.tolist(), (0.5 * co.g2).tolist()
+
+        def vf(j: int, t: float, y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            xj = y[0]
+            tt = torch.full((ctx.batch,), t, dtype=xj.dtype, device=xj.device)
+            return (f[j] * xj - half_g2[j] * ctx.score(xj, tt),)
+
+        return rk_step(vf, (x,), t0, h, tab)[0]
 
     def _per_sample_step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         sde, score = ctx.sde, ctx.score
@@ -147,7 +174,8 @@ class ProbabilityFlowODE(Solver):
 
         def drift(t: Tensor, y: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, ...]:
             t = t.clamp(lo, hi)
-            f, half_g2 = sde._f(t).to(x.dtype), (0.5 * sde._g2(t)).to(x.dtype)
+            co = sde.coefficients(t)
+            f, half_g2 = co.f.to(x.dtype), (0.5 * co.g2).to(x.dtype)
             x_ = y[0]
             return (append_dims(f, x_.ndim) * x_ - append_dims(half_g2, x_.ndim) * score(x_, t.to(x.dtype)),)
 
@@ -170,7 +198,8 @@ class ProbabilityFlowODE(Solver):
             # Only the initial step-size probe can leave [lo, hi]; keep the score's time inside it. Inside the
             # validated grid the SDE's unchecked coefficients avoid a GPU synchronisation per evaluation.
             t = t.clamp(lo, hi)
-            return sde._f(t) * y - (0.5 * sde._g2(t)) * score(y, t.expand(batch))
+            co = sde.coefficients(t)
+            return co.f * y - (0.5 * co.g2) * score(y, t.expand(batch))
 
         span = ctx.times[i : i + 2]
         # step_t makes the solver stop exactly at the interval's end instead of stepping past it and interpolating.

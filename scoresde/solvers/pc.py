@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .base import Solver, StepContext
+from .base import GaussianTransition, Solver, StepContext
 from .euler_maruyama import EulerMaruyama
 
 
@@ -37,9 +37,14 @@ class ReverseDiffusion(Predictor):
 
     order = 0.5
 
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+    def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
+        """The step's kernel given s(x_i, t_i): mean (2 - r_i) x_i + v_i s, variance v_i."""
         r, v = ctx.coeffs.r[i], ctx.coeffs.v[i]
-        return (2 - r) * x + v * ctx.score(x, ctx.t(i)) + math.sqrt(v) * ctx.increment(x, i)
+        return GaussianTransition((2 - r) * x + v * score, v)
+
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
+        return mean + math.sqrt(var) * ctx.increment(x, i)
 
 
 ANCESTRAL_VARIANCES = ("beta_tilde", "beta", "analytic")
@@ -82,11 +87,11 @@ class Ancestral(Predictor):
             raise ValueError(f"variance must be one of {list(ANCESTRAL_VARIANCES)}, got {variance!r}")
         self.variance = variance
 
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+    def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
+        """The step's kernel given s(x_i, t_i): mean (x_i + v_i s) / r_i and the chosen reverse variance."""
         c = ctx.coeffs
         r, v = c.r[i], c.v[i]
-        score = ctx.score(x, ctx.t(i))
-        lam2 = v * (c.s[i + 1] / c.s[i]) ** 2
+        lam2 = v * c.s[i + 1] ** 2 / c.s[i] ** 2
         if self.variance == "beta":
             var: Tensor | float = v
         elif self.variance == "analytic":
@@ -95,8 +100,12 @@ class Ancestral(Predictor):
             var = lam2 + b2_x0var * (1 - c.s[i] ** 2 * gamma).clamp(0.0, 1.0)
         else:
             var = lam2
+        return GaussianTransition((x + v * score) / r, var)
+
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
         std = var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)
-        return (x + v * score) / r + std * ctx.increment(x, i)
+        return mean + std * ctx.increment(x, i)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"variance": self.variance}
