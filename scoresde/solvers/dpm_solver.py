@@ -20,6 +20,7 @@ from __future__ import annotations
 from itertools import accumulate
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..sde import SDE
@@ -139,10 +140,14 @@ class DPMSolver(ExponentialIntegrator):
                 raise ValueError(f"{type(self).__name__} was given a grid of {n} steps for nfe={ctx.nfe_budget}")
             fractions = {1: (), 2: (0.5,), 3: (1 / 3, 2 / 3)}
             ctx.memory["plan"] = [(k, fractions[k]) for k in orders]
+            fine = None
             if ctx.nfe_budget is not None and self.grid_kind != "log_snr":  # inner nodes on the fine grid
                 fine = self.grid(ctx.sde, ctx.nfe_budget, ctx.coeffs.t[-1])
+            starts = list(accumulate(orders, initial=0))
+            # an explicit grid (sample(..., times=)) is not a subset of the solver's own fine grid: inner nodes at
+            # the fractions above
+            if fine is not None and torch.allclose(fine[starts], torch.tensor(ctx.coeffs.t, dtype=torch.float64)):
                 lam = (-ctx.sde.sigma(fine).log()).tolist()
-                starts = list(accumulate(orders, initial=0))
                 ctx.memory["plan"] = [
                     (k, tuple((lam[j + q] - lam[j]) / (lam[j + k] - lam[j]) for q in range(1, k)))
                     for k, j in zip(orders, starts, strict=False)
