@@ -3,7 +3,7 @@
 A schedule is saved as JSON (readable, diffable) beside the checkpoint it was optimised for, in
 ``<run>/schedules/<solver>_nfe<nfe>.json`` (:func:`schedule_path`). :func:`load_schedule` refuses a file made for
 another solver, another budget, another end time or another checkpoint (by the SHA-256 of the checkpoint file) with
-a ``ValueError`` naming the mismatch.
+a ``ValueError`` naming the mismatch; :func:`schedule_for_checkpoint` also refuses other solver options.
 """
 
 from __future__ import annotations
@@ -129,4 +129,29 @@ def load_schedule(
             )
     if eps is not None and not math.isclose(schedule.eps, eps, rel_tol=1e-12):
         raise ValueError(f"the schedule in {path} ends at eps={schedule.eps}, not {eps}")
+    return schedule
+
+
+def schedule_for_checkpoint(ckpt_path: str | Path, solver: Solver, nfe: int | None, eps: float) -> Schedule:
+    """The schedule saved beside a checkpoint file for ``solver`` at ``nfe`` (``grid=optimized``), checked.
+
+    Raises:
+        ValueError: without a budget, or for a file made for other settings or another checkpoint.
+        FileNotFoundError: if none was saved (the message gives the command that makes it).
+    """
+    if nfe is None:
+        raise ValueError("grid=optimized needs nfe=N: a schedule is optimised for one budget")
+    ckpt_path = Path(ckpt_path)
+    name = solver_name(solver)
+    path = schedule_path(ckpt_path.parent, name, nfe)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no optimised schedule for solver={name} nfe={nfe} beside {ckpt_path} (looked for {path}); make it with "
+            f"`python -m scoresde.schedule ckpt={ckpt_path} solver={name} nfe={nfe}`"
+        )
+    schedule = load_schedule(path, solver=name, nfe=nfe, eps=eps, checkpoint=file_digest(ckpt_path))
+    differ = {k: (v, schedule.options.get(k)) for k, v in solver.describe().items() if schedule.options.get(k) != v}
+    if differ:
+        said = ", ".join(f"{k}={now!r} (schedule: {then!r})" for k, (now, then) in differ.items())
+        raise ValueError(f"the schedule in {path} was optimised for other solver options: {said}")
     return schedule
