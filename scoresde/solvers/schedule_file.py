@@ -46,7 +46,7 @@ class Schedule:
         pilot_calls: Batched score calls spent.
         pilot_error: Mean squared endpoint error of the solver on this grid against the teacher, on the pilots.
         default_error: The same for the solver's default grid.
-        start: Which start the descent began from: "dp" (dynamic programme), "default" or "log_snr".
+        start: Which start the descent began from: "dp" (dynamic programme), "default" or a name in ``GRIDS``.
         checkpoint: SHA-256 of the checkpoint file it was optimised for ("" if none).
     """
 

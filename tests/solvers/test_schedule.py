@@ -24,7 +24,7 @@ def _held_out_error(sde, data, solver, nfe, times=None, n=400):
 
 def _optimise(sde, data, solver, nfe, **options):
     gen = torch.Generator().manual_seed(0)
-    return optimize_schedule(sde, data.score_fn(sde), (32, data.dim), solver=solver, nfe=nfe, generator=gen, **options)
+    return optimize_schedule(sde, data.score_fn(sde), (64, data.dim), solver=solver, nfe=nfe, generator=gen, **options)
 
 
 def test_dp_path_on_a_convex_cost_is_uniform():
@@ -57,12 +57,12 @@ def test_optimised_schedule_beats_the_default_grid_on_held_out_starts(sde, solve
     data = anisotropic_gaussian(16, min_std=0.05, max_std=1.0, seed=3)
     schedule = _optimise(sde, data, solver(), nfe)
     assert schedule.times.shape == (nfe + 1,)
-    assert schedule.pilot_error <= schedule.default_error
+    assert schedule.pilot_error <= schedule.default_error  # on the check half of the pilots
     optimised, default = (
         _held_out_error(sde, data, solver(), nfe, schedule.times),
         _held_out_error(sde, data, solver(), nfe),
     )
-    assert optimised < default
+    assert optimised <= default  # equal where the check half kept the default grid
 
 
 def test_optimised_schedule_on_a_mixture_beats_the_default_grid():
@@ -77,17 +77,17 @@ def test_optimised_schedule_on_a_mixture_beats_the_default_grid():
     assert err(run(schedule.times)) < err(run(None))
 
 
-def test_pilot_cost_is_reported_and_within_a_tenth_of_a_50k_sample_run():
+@pytest.mark.parametrize("nfe", [5, 10, pytest.param(20, marks=pytest.mark.slow)])
+def test_pilot_cost_is_reported_and_within_a_tenth_of_a_50k_sample_run(nfe):
     sde, data = scoresde.VPSDE(), anisotropic_gaussian(8, seed=1)
     calls = []
     score = data.score_fn(sde)
     counted = lambda x, t: calls.append(x.shape[0]) or score(x, t)  # noqa: E731
-    schedule = optimize_schedule(
-        sde, counted, (32, 8), solver=UniPC(), nfe=10, generator=torch.Generator().manual_seed(0)
-    )
+    gen = torch.Generator().manual_seed(0)
+    schedule = optimize_schedule(sde, counted, (64, 8), solver=UniPC(), nfe=nfe, generator=gen)
     assert schedule.pilot_calls == len(calls) and schedule.pilot_evaluations == sum(calls)
-    assert schedule.pilots == 32 and schedule.solver == "unipc" and schedule.nfe == 10
-    assert schedule.pilot_evaluations <= 0.1 * 50_000 * 10
+    assert schedule.pilots == 64 and schedule.solver == "unipc" and schedule.nfe == nfe
+    assert schedule.pilot_evaluations <= 0.1 * 50_000 * nfe
 
 
 def test_teacher_follows_the_exact_flow_map(sde):
@@ -127,6 +127,8 @@ def test_optimize_schedule_refuses_bad_settings(option, value):
     sde, data = scoresde.VPSDE(), anisotropic_gaussian(2, seed=0)
     with pytest.raises(ValueError, match=option):
         optimize_schedule(sde, data.score_fn(sde), (4, 2), solver=UniPC(), nfe=5, **{option: value})
+    with pytest.raises(ValueError, match="number of pilots"):
+        optimize_schedule(sde, data.score_fn(sde), (1, 2), solver=UniPC(), nfe=5)
 
 
 # ------------------------------------------------------------------------------------------------ files
