@@ -16,7 +16,7 @@ same x_T (closed form for Gaussians; dopri5 at rtol = atol = 1e-10 for mixtures)
 Columns, per problem, SDE and budget: ``defaults`` (the best of scoresde's deterministic solvers with default
 options), ``recommended`` (the best of each reference package's defaults and documented recommendations,
 :func:`reference_recommended`), ``hindsight`` (the best of all ~90 reference configurations) and ``optimized``
-(:func:`scoresde.optimize_schedule` for ``unipc`` and ``dpm_solver``, 64 pilot starts drawn from another seed than
+(:func:`scoresde.optimize_schedule` for the solvers of ``OPTIMIZED``, 64 pilot starts drawn from another seed than
 the evaluation starts; its pilot cost is stored). Targets: defaults <= 2x recommended at 6 NFE and <= 1x at 10 and
 20; optimized <= 1x hindsight.
 
@@ -53,7 +53,12 @@ DEFAULTS = {  # scoresde's deterministic solvers with their default options: nam
     "edm_heun": {"solver": "edm_heun"},
     "ode_rk4": {"solver": "ode", "method": "rk4"},
 }
-OPTIMIZED = {"unipc": UniPC, "dpm_solver": DPMSolver}
+OPTIMIZED = {  # solvers whose schedules are optimised: the defaults and the packages' recommended multistep settings
+    "unipc": UniPC,
+    "dpm_solver": DPMSolver,
+    "unipc_bh2": lambda: UniPC(variant="bh2"),  # UniPC's recommendation from 10 steps
+    "dpmpp_3m": lambda: DPMSolver(order=3, prediction="data"),  # DPM-Solver's recommendation for 15-50 steps
+}
 REFERENCE_DEFAULTS = {
     "dpm-solver": "dpmsolver++ multistep order=2 time_uniform",
     "unipc": "data_prediction bh1 order=2 time_uniform",
@@ -142,7 +147,7 @@ def rmse(x: torch.Tensor, exact: torch.Tensor) -> float:
     return float((x.double() - exact).pow(2).mean().sqrt())
 
 
-def run_problem(seed: int, budgets: list[int], n: int, modules: dict, optimize: bool) -> list[dict]:
+def run_problem(seed: int, budgets: list[int], n: int, modules: dict, optimize: list[str]) -> list[dict]:
     """Every row of one problem (all SDEs and budgets)."""
     desc, data = draw_problem(seed)
     rows = []
@@ -163,7 +168,8 @@ def run_problem(seed: int, budgets: list[int], n: int, modules: dict, optimize: 
             for name, options in DEFAULTS.items():
                 x, info = scoresde.sample(sde, score, None, start=x_T, nfe=nfe, eps=EPS, denoise=False, **options)
                 rows.append(base | dict(family="scoresde", method=name, nfe=info.nfe, rmse=rmse(x, exact)))
-            for name, make in OPTIMIZED.items() if optimize else ():
+            for name in optimize:
+                make = OPTIMIZED[name]
                 schedule = optimize_schedule(sde, score, (64, data.dim), solver=make(), nfe=nfe, eps=EPS,
                                              generator=torch.Generator().manual_seed(11))  # fmt: skip
                 x, info = scoresde.sample(sde, score, None, start=x_T, solver=make(), nfe=nfe, eps=EPS, denoise=False,
@@ -224,19 +230,22 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[6, 10, 20])
     parser.add_argument("--n", type=int, default=200, help="evaluation starts x_T per problem")
     parser.add_argument("--no-optimize", action="store_true", help="skip the optimised schedules")
+    parser.add_argument("--optimized", nargs="+", choices=sorted(OPTIMIZED), default=sorted(OPTIMIZED))
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # SDE constants and the references' time grids in float64
     modules = reference_solvers.load()
     rows = []
     for seed in range(SPLITS[args.split], SPLITS[args.split] + args.problems):
-        rows += run_problem(seed, args.budgets, args.n, modules, not args.no_optimize)
+        rows += run_problem(seed, args.budgets, args.n, modules, [] if args.no_optimize else args.optimized)
     pins = {k: v[1] for k, v in reference_solvers.SOURCES.items() if k in modules}
-    meta = provenance.record(split=args.split, n=args.n, references=pins)
-    provenance.write_csv(RESULTS / f"fast_solvers_{args.split}.csv", rows, meta)
+    meta = provenance.record(split=args.split, n=args.n, optimized=[] if args.no_optimize else args.optimized,
+                             references=pins)  # fmt: skip
+    provenance.write_csv(RESULTS / f"fast_solvers_{args.split}{args.tag}.csv", rows, meta)
     lines = report(rows, args.budgets, args.split)
     text = "\n".join([*lines, "", *(f"- {k}: {v}" for k, v in meta.items())]) + "\n"
-    (RESULTS / f"fast_solvers_{args.split}.md").write_text(text)
+    (RESULTS / f"fast_solvers_{args.split}{args.tag}.md").write_text(text)
     print(text)
 
 
