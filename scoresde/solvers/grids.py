@@ -109,9 +109,11 @@ def logistic_mixed(sde: SDE, steps: int, eps: float) -> Tensor:
     bump spends the rest where unit-scale data changes most (a mixture's mode choice). DPMSolver takes it below 15
     steps. Chosen on a ladder of floors and widths on the six oracle problems at 6-20 NFE, on the x_T draws of seeds
     0 and 3 at n = 1000 (the largest ratio to the references' recommended settings, smallest; held out: seeds 1 and
-    2; benchmarks/fast_solvers.py). The higher floor from 8 steps gives the 64-D VE Gaussian at 10 NFE a margin
-    (0.95-0.97 of the best recommended setting, against 1.00-1.01); below 8 steps it cost FID on the digits VE model
-    at 5 NFE (8.3-8.5 against 7.8-8.0 over three seeds; benchmarks/fid_sweep.py), so few steps keep (0.35, 1.75).
+    2; the two-problem benchmarks/fast_solvers.py of commit 4f4c307; fitted constants: for how they hold on
+    random problem families see benchmarks/results/fast_solvers_heldout.md). The higher floor from 8 steps gives
+    the 64-D VE Gaussian at 10 NFE a margin (0.95-0.97 of the best recommended setting, against 1.00-1.01); below 8
+    steps it cost FID on the digits VE model at 5 NFE (8.3-8.5 against 7.8-8.0 over three seeds;
+    benchmarks/fid_sweep.py), so few steps keep (0.35, 1.75).
     """
     if steps < MIXED_WIDE_BELOW:
         return logistic(sde, steps, eps, width=1.75, floor=0.35)
