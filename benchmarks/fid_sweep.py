@@ -66,7 +66,8 @@ def _solver_label(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     choice = hc.runtime.choices.get("solver", "solver")
     opts = sorted(o.split(".", 1)[1] for o in hc.overrides.task if o.startswith("solver."))
-    return f"{choice}[{','.join(opts)}]" if opts else str(choice)
+    grid = "@optimized" if cfg.get("grid") == "optimized" else ""
+    return (f"{choice}[{','.join(opts)}]" if opts else str(choice)) + grid
 
 
 def _sweep_size() -> int | None:
@@ -97,6 +98,7 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
         "ema": cfg.ema,
         "extractor": cfg.extractor,
     } | ({"nfe": cfg.nfe} if cfg.get("nfe") is not None else {})  # points without a budget keep their old digest
+    identity |= {"grid": cfg.grid} if cfg.get("grid") is not None else {}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_=," else "-" for c in label)
     steps = "default" if cfg.steps is None else cfg.steps
@@ -119,10 +121,13 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         return None
     log.info("%s %s steps=%s: sampling %d", where, label, cfg.steps, cfg.num_samples)
     solver = instantiate(cfg.solver)
+    times = None
+    if cfg.get("grid") == "optimized":  # the schedule `python -m scoresde.schedule` saved beside the checkpoint
+        times = scoresde.solvers.schedule_file.schedule_for_checkpoint(ckpt.path, solver, cfg.get("nfe"), cfg.eps).times
     samples, info = sample_sharded(ckpt.sde, ckpt.score_fn, int(cfg.num_samples), ckpt.event_shape,
                                    seed=int(cfg.seed), batch_size=int(cfg.batch_size), device=device,
                                    solver=solver, steps=cfg.steps, nfe=cfg.get("nfe"), eps=cfg.eps,
-                                   denoise=cfg.denoise, progress=cfg.progress)  # fmt: skip
+                                   denoise=cfg.denoise, progress=cfg.progress, times=times)  # fmt: skip
     if samples is None:
         return None  # not rank 0: rank 0 scores and writes the point
     nfe, wall, steps = max(info.nfe), info.wall_time, info.steps
@@ -148,6 +153,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "steps_requested": cfg.steps,
         "adaptive": adaptive,
         "nfe_requested": cfg.get("nfe"),
+        "grid": cfg.get("grid"),
         "nfe": nfe,
         "wall_time": round(wall, 3),
         **scores,

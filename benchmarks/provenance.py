@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,10 @@ def write_json(path: str | Path, payload: Mapping[str, Any], meta: Mapping[str, 
     return path
 
 
-def reference_repo(owner_name: str, commit: str, dest: str | Path | None = None) -> Path:
+def reference_repo(owner_name: str, commit: str, dest: str | Path | None = None, paths: Sequence[str] = ()) -> Path:
     """A work tree of the public repository ``owner/name`` at ``commit``, extracted from a local snapshot.
+
+    ``paths`` limits the extraction to those files (a snapshot may lack the repository's large binary files).
 
     The snapshot is looked up as ``$SCORESDE_REFERENCE_ROOT/<owner>+<name>`` (a bare git directory, or a folder
     holding one as ``repo/`` or ``.git/``). Raises ``FileNotFoundError`` naming the variable when it is unset or the
@@ -144,7 +146,7 @@ def reference_repo(owner_name: str, commit: str, dest: str | Path | None = None)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         archive = subprocess.run(
-            ["git", "--git-dir", str(gitdir), "archive", commit], capture_output=True, check=True
+            ["git", "--git-dir", str(gitdir), "archive", commit, "--", *paths], capture_output=True, check=True
         ).stdout
     except subprocess.CalledProcessError as err:
         raise ValueError(f"the snapshot of {owner_name} at {gitdir} has no commit {commit}: {err.stderr!r}") from err

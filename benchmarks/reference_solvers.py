@@ -1,8 +1,9 @@
 """The published fast ODE samplers, run side by side with scoresde's on the same problem (benchmark use only).
 
-Their code is never part of scoresde: each run extracts it from a local snapshot of the public repository
-(``/work/.mirror/<owner>+<name>/repo``, brought there by a ``git clone``/fetch of github.com/<owner>/<name>) into a
-temporary directory and imports it from there. A family whose snapshot is absent is skipped with a message.
+Their code is never part of scoresde: each run extracts it at a PINNED commit (``SOURCES``) from a snapshot of the
+public repository under ``$SCORESDE_REFERENCE_ROOT/<owner>+<name>`` (a git directory made by ``git clone --bare``
+of github.com/<owner>/<name>; :func:`provenance.reference_repo`) into a temporary directory and imports it from
+there. A family whose snapshot is absent, or lacks the pinned commit, is skipped with a message.
 
     LuChengTHU/dpm-solver   dpm_solver_pytorch.py    DPM-Solver / DPM-Solver++ (Lu et al. 2022a, 2022b)
     wl-zhao/UniPC           uni_pc.py                UniPC (Zhao et al. 2023)
@@ -16,9 +17,7 @@ adapter with their noise-schedule interface), so VP, sub-VP and VE all run, with
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import types
@@ -30,11 +29,13 @@ from torch import Tensor
 
 import scoresde
 
-MIRROR = Path(os.environ.get("SCORESDE_MIRROR", "/work/.mirror"))
-SOURCES = {
-    "dpm-solver": ("LuChengTHU+dpm-solver", ["dpm_solver_pytorch.py"]),
-    "unipc": ("wl-zhao+UniPC", ["uni_pc.py"]),
-    "k-diffusion": ("crowsonkb+k-diffusion", ["k_diffusion/sampling.py"]),
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import reference_repo  # noqa: E402
+
+SOURCES = {  # family -> (owner/name, pinned commit, files)
+    "dpm-solver": ("LuChengTHU/dpm-solver", "52bc3fbcd5de56d60917b826b15d2b69460fc2fa", ["dpm_solver_pytorch.py"]),
+    "unipc": ("wl-zhao/UniPC", "cf9de85bf2ed68137e6fba5f165f451677b174c4", ["uni_pc.py"]),
+    "k-diffusion": ("crowsonkb/k-diffusion", "4601bf085320592473f681a62808ed873d17fad5", ["k_diffusion/sampling.py"]),
 }
 
 METHODS = ("multistep", "singlestep")
@@ -44,17 +45,17 @@ Run = Callable[[Tensor], tuple[Tensor, int]]  # x_T -> (x_eps, score evaluations
 
 
 def _extract(family: str, tmp: Path) -> list[Path] | None:
-    repo, paths = SOURCES[family]
-    git_dir = MIRROR / repo / "repo"
-    if not git_dir.exists():
-        print(f"[reference] {family}: no snapshot at {git_dir}; skipped", flush=True)
+    repo, commit, paths = SOURCES[family]
+    try:
+        tree = reference_repo(repo, commit, tmp / f"{family}_tree", paths)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"[reference] {family}: {err}; skipped", flush=True)
         return None
     out = []
     for path in paths:
-        text = subprocess.run(["git", "-C", str(git_dir), "show", f"HEAD:{path}"], capture_output=True, check=True)
         target = tmp / family.replace("-", "_") / Path(path).name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(text.stdout)
+        target.write_bytes((tree / path).read_bytes())
         out.append(target)
     return out
 

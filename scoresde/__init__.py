@@ -19,7 +19,7 @@ from .metrics import frechet_distance
 from .models import ReferenceCheckpoint, ScoreModel, load_reference_checkpoint
 from .sampling import sample
 from .sde import SDE, VESDE, VPSDE, Coefficients, Discretization, Marginal, ReverseSDE, SubVPSDE
-from .solvers import SOLVERS, SampleInfo
+from .solvers import SOLVERS, SampleInfo, Schedule, load_schedule, optimize_schedule, save_schedule
 from .training import Checkpoint, load_checkpoint
 
 _import_guard.restore()
@@ -28,6 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sample",
+    "optimize_schedule",
+    "Schedule",
+    "save_schedule",
+    "load_schedule",
     "inpaint",
     "colorize",
     "conditioning",

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .models.parameterization import check_score_sde
 from .sde import SDE, ScoreFn
-from .solvers import SOLVERS
+from .solvers import SOLVERS, grids
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
 from .solvers.noise import BrownianNoise, KeyedNoise, NoiseSource
 
@@ -66,6 +66,18 @@ def _initial_state(sde, shape, start, generator, device, dtype) -> Tensor:
     return start.to(device=device if device is not None else start.device, dtype=dtype or start.dtype)
 
 
+def _grid(sde, solver, eps, steps, nfe, times, start) -> Tensor:
+    """The solver's planned grid, or the explicit ``times`` checked against it."""
+    if times is None:
+        return solver.plan(sde, eps, steps=steps, nfe=nfe)
+    grids.check_steps_eps(sde, 1, eps)
+    planned = solver.plan(sde, eps, steps=steps, nfe=nfe) if steps is not None or nfe is not None else None
+    times = grids.check_times(sde, times, eps, intervals=None if planned is None else len(planned) - 1)
+    if start is None and float(times[0]) != sde.T:
+        raise ValueError(f"times[0] must be T = {sde.T} when x_T is drawn from the prior, got {float(times[0])}")
+    return times
+
+
 def sample(
     sde: SDE,
     score_fn: ScoreFn,
@@ -85,6 +97,7 @@ def sample(
     trajectory: bool = False,
     noise: str | NoiseSource | None = None,
     seed: int | None = None,
+    times: Tensor | None = None,
     **solver_options: Any,
 ) -> tuple[Tensor, SampleInfo]:
     """Sample from the model whose score is ``score_fn`` by solving the reverse-time process of ``sde``.
@@ -117,6 +130,9 @@ def sample(
             about 50x cheaper per step, but a new step count gives new noise:
             :class:`~scoresde.solvers.noise.KeyedNoise`) or a NoiseSource.
         seed: Seed of the "brownian" or "keyed" noise (None: drawn from ``generator``).
+        times: An explicit grid t_0 > ... > t_N instead of the solver's, shape (N + 1,), strictly decreasing, inside
+            [eps, T], t_0 = T unless ``start`` is given (e.g. ``optimize_schedule(...).times``). With ``steps`` or
+            ``nfe`` its length must be the one they buy (``solver.plan``); the run ends at t_N.
         **solver_options: Constructor arguments of the named solver, e.g. ``method="rk4"`` or ``corrector="none"``.
 
     Returns:
@@ -133,7 +149,7 @@ def sample(
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_score_sde(sde, score_fn)  # a ScoreModel knows the SDE it was trained under
     solver = make_solver(solver, **solver_options)
-    times = solver.plan(sde, eps, steps=steps, nfe=nfe)
+    times = _grid(sde, solver, eps, steps, nfe, times, start)
     solver.check(sde)
     if device is None:
         device = start.device if isinstance(start, Tensor) else generator.device if generator is not None else None

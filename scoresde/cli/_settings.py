@@ -123,7 +123,40 @@ def validate_sample(config: DictConfig) -> None:
     integer("batch_size", c.get("batch_size"), 1, none="n")
     check_steps_or_nfe(c["steps"], c.get("nfe"))
     boolean("ema", c["ema"])
-    built("solver", c["solver"])
+    solver = built("solver", c["solver"])
+    grid_setting(c.get("grid"), c.get("nfe"), solver)
+
+
+def grid_setting(grid: Any, nfe: Any, solver: Any) -> None:
+    """``grid``: null (the solver's grid) or "optimized" (the schedule saved beside the checkpoint, per budget)."""
+    if grid is None:
+        return
+    if grid != "optimized":
+        raise ValueError(f"grid must be null or optimized, got {grid!r} (a named grid is solver.grid=NAME)")
+    if nfe is None:
+        raise ValueError("grid=optimized needs nfe=N: a schedule is optimised for one budget")
+    from ..solvers.schedule import check_deterministic
+
+    try:
+        check_deterministic(solver)
+    except ValueError as err:
+        raise ValueError(f"grid=optimized: {err}") from None
+
+
+def validate_schedule(config: DictConfig) -> None:
+    """``python -m scoresde.schedule``."""
+    checkpoint_setting(config)
+    c = plain_config(config)
+    runtime_settings(c)
+    integer("nfe", c["nfe"], 1)
+    integer("pilots", c["pilots"], 1)
+    integer("fine", c["fine"], 1)
+    integer("teacher_refine", c["teacher_refine"], 1)
+    integer("sweeps", c["sweeps"], 0)
+    positive("eps", c["eps"])
+    choice("dtype", c["dtype"], ("float32", "float64"))
+    boolean("ema", c["ema"])
+    grid_setting("optimized", c["nfe"], built("solver", c["solver"]))
 
 
 def validate_likelihood(config: DictConfig) -> None:
@@ -147,4 +180,5 @@ VALIDATORS: dict[str, Callable[[DictConfig], None]] = {
     "train": validate_train,
     "sample": validate_sample,
     "likelihood": validate_likelihood,
+    "schedule": validate_schedule,
 }

@@ -1,5 +1,8 @@
 """``python -m scoresde.sample ckpt=PATH solver=pc|ode|ald|euler_maruyama n=64`` / ``scoresde-sample``.
 
+``grid=optimized`` (with ``nfe=N``) walks the schedule ``python -m scoresde.schedule`` saved beside the checkpoint
+for that solver, its options and budget.
+
 Loads a training checkpoint (EMA weights by default), samples with the chosen solver and writes
 ``samples.png`` (image grid, or scatter over the data for 2-D points) and ``samples.npz`` (key ``samples``,
 plus ``nfe`` and ``wall_time``) into the run directory (``outputs/samples/DATE/TIME/``). Under
@@ -19,6 +22,7 @@ from omegaconf import DictConfig
 
 from .._instantiate import instantiate
 from ..distributed import sample_sharded
+from ..solvers.schedule_file import schedule_for_checkpoint
 from ..training.checkpoint import load_checkpoint
 from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 from .snapshots import SampleSnapshot
@@ -50,9 +54,12 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
              config["solver"].get("_target_"))  # fmt: skip
+    times = None
+    if cfg.get("grid") == "optimized":  # the schedule `python -m scoresde.schedule` saved beside the checkpoint
+        times = schedule_for_checkpoint(ckpt.path, writer.solver, cfg.get("nfe"), 1e-3).times
     x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                              batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
-                             steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress))  # fmt: skip
+                             steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress), times=times)  # fmt: skip
     if x is None:
         return None
     nfe = max(info.nfe)

@@ -40,6 +40,8 @@ from .pc import (
     PredictorCorrector,
     ReverseDiffusion,
 )
+from .schedule import optimize_schedule
+from .schedule_file import Schedule, load_schedule, save_schedule, schedule_path
 from .unipc import UniPC
 
 SOLVERS: dict[str, type[Solver]] = {
@@ -100,4 +102,9 @@ __all__ = [
     "UniPC",
     "DDIM",
     "ExponentialIntegrator",
+    "optimize_schedule",
+    "Schedule",
+    "save_schedule",
+    "load_schedule",
+    "schedule_path",
 ]

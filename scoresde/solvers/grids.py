@@ -109,8 +109,9 @@ def logistic_mixed(sde: SDE, steps: int, eps: float) -> Tensor:
     bump spends the rest where unit-scale data changes most (a mixture's mode choice). DPMSolver takes it below 15
     steps. Chosen on a ladder of floors and widths on the six oracle problems at 6-20 NFE, on the x_T draws of seeds
     0 and 3 at n = 1000 (the largest ratio to the references' recommended settings, smallest; held out: seeds 1 and
-    2; benchmarks/fast_solvers.py). The higher floor from 8 steps gives the 64-D VE Gaussian at 10 NFE a margin;
-    below 8 steps it cost FID on the digits VE model, so few steps keep (0.35, 1.75) (docs/guides/benchmarks.md).
+    2; the two-problem benchmarks/fast_solvers.py of commit 4f4c307). These are fitted constants: how they hold on
+    random problem families is in docs/guides/samplers.md. Below 8 steps the lower floor is kept because the
+    higher one cost FID on the digits VE model at 5 NFE.
     """
     if steps < MIXED_WIDE_BELOW:
         return logistic(sde, steps, eps, width=1.75, floor=0.35)
@@ -139,6 +140,41 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "logistic_narrow": logistic_narrow,
 }
 """Grid names accepted by every solver's ``grid`` option; only "karras" uses ``rho`` ("logistic" takes its defaults)."""
+
+
+def check_times(sde: SDE, times: Tensor, eps: float, *, intervals: int | None = None) -> Tensor:
+    """Validate an explicit grid: a 1-D float tensor, strictly decreasing, inside [eps, T]; return it in float64.
+
+    Args:
+        sde: The SDE whose end time T bounds the grid.
+        times: Grid times t_0 > t_1 > ... > t_N, shape (N + 1,), N >= 1.
+        eps: The smallest time allowed.
+        intervals: The number of intervals N the run's budget buys (None: any).
+
+    Raises:
+        TypeError: if ``times`` is not a floating-point tensor.
+        ValueError: if it is not 1-D with at least two finite entries, not strictly decreasing, outside [eps, T], or
+            of the wrong length for the budget.
+    """
+    if not isinstance(times, Tensor) or not times.is_floating_point():
+        raise TypeError(f"times must be a floating-point tensor of shape (N + 1,), got {type(times).__name__}")
+    t = times.detach().to(device="cpu", dtype=torch.float64)
+    if t.ndim != 1 or len(t) < 2 or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"times must be a finite 1-D tensor of at least 2 times, got shape {tuple(times.shape)}")
+    if not bool((t[1:] < t[:-1]).all()):
+        i = int((t[1:] >= t[:-1]).nonzero()[0])
+        raise ValueError(
+            f"times must be strictly decreasing, but times[{i}]={t[i]:.6g} <= times[{i + 1}]={t[i + 1]:.6g}"
+        )
+    tol = 1e-12 * sde.T
+    if float(t[0]) > sde.T + tol or float(t[-1]) < eps - tol:
+        raise ValueError(f"times must lie in [eps, T] = [{eps}, {sde.T}], got [{float(t[-1]):.6g}, {float(t[0]):.6g}]")
+    if intervals is not None and len(t) - 1 != intervals:
+        raise ValueError(
+            f"times has {len(t) - 1} intervals but the budget buys {intervals} (give {intervals + 1} times, or "
+            "leave out steps and nfe to take the grid's own length)"
+        )
+    return t.clamp(eps, sde.T)
 
 
 def check_name(grid: str) -> str:

@@ -1,5 +1,7 @@
 """The per-sample adaptive reverse-SDE solver: exact marginals, batch independence, budgets, NFE reports."""
 
+import warnings
+
 import pytest
 import torch
 from solver_checks import fd_to, noise_floor
@@ -7,6 +9,7 @@ from solver_checks import fd_to, noise_floor
 import scoresde
 from scoresde.oracle import Gaussian
 from scoresde.solvers import AdaptiveSDE
+from scoresde.solvers.adaptive_sde import ForcedStepWarning
 
 DATA = Gaussian(torch.tensor([1.0, -0.5]), cov=torch.tensor([[0.3, 0.12], [0.12, 0.1]]))
 K_2D = 6.0  # see test_euler_maruyama.py
@@ -88,9 +91,31 @@ def test_redrawn_noise_after_rejections_is_biased_and_the_bridge_is_not():
 def test_budget_is_never_exceeded_and_every_sample_reaches_eps(nfe):
     sde = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)
     x_T = DATA.marginal(sde, sde.T).sample(50, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    x, info = _run(sde, x_T, nfe=nfe, eps_rel=0.001)  # a tolerance far too tight for the budget
+    with pytest.warns(ForcedStepWarning, match=f"ran out of its nfe={nfe} budget"):
+        x, info = _run(sde, x_T, nfe=nfe, eps_rel=0.001)  # a tolerance far too tight for the budget
     assert info.nfe <= nfe and max(info.extras["nfe_per_sample"]) <= nfe
     assert info.extras["forced_by_budget"] > 0 and bool(torch.isfinite(x).all())
+    jump_max = info.extras["forced_jump_max"]
+    assert 0 < info.extras["forced_jump_mean"] <= jump_max * (1 + 1e-12) and jump_max <= sde.T - 1e-3 + 1e-12
+    assert info.extras["forced_from_sigma_max"] <= float(sde.sigma(sde.T)) * (1 + 1e-9)
+
+
+def test_a_budget_it_meets_neither_warns_nor_reports_a_jump():
+    sde = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)
+    x_T = DATA.marginal(sde, sde.T).sample(20, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ForcedStepWarning)
+        _, info = _run(sde, x_T, nfe=4000)
+    assert info.extras["forced_by_budget"] == 0 and "forced_jump_max" not in info.extras
+
+
+def test_a_forced_step_from_T_jumps_the_whole_interval():
+    sde = scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)
+    x_T = DATA.marginal(sde, sde.T).sample(10, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with pytest.warns(ForcedStepWarning):
+        _, info = _run(sde, x_T, nfe=2)  # one attempt only: forced from T straight to eps
+    assert info.extras["forced_jump_max"] == pytest.approx(sde.T - 1e-3)
+    assert info.extras["forced_from_sigma_max"] == pytest.approx(float(sde.sigma(sde.T)))
 
 
 def test_bad_options():
