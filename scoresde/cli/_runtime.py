@@ -140,9 +140,20 @@ def _close_log_files(run_dir: Path) -> None:
             logging.getLogger().removeHandler(handler)
 
 
+def _remove_if_empty(run_dir: Path | None, fresh: bool) -> bool:
+    """Remove a run directory this command created that holds nothing but hydra's files; whether it did."""
+    if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
+        _close_log_files(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return True
+    return False
+
+
 @contextmanager
 def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
     """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (the traceback when debugging).
+
+    Ctrl-C (KeyboardInterrupt, whose message says what was saved) prints ``interrupted: <message>`` and exits 130.
 
     Args:
         run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
@@ -152,12 +163,18 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
     """
     try:
         yield
+    except KeyboardInterrupt as err:  # Ctrl-C or kill: what was saved, and how to go on, in one line
+        _remove_if_empty(run_dir, fresh)
+        if debugging():
+            traceback.print_exc()
+        message = str(err) or ("nothing was written" if run_dir is None or not run_dir.is_dir() else f"see {run_dir}")
+        if run_dir is not None and run_dir.is_dir():
+            log.warning("interrupted: %s", message)
+        print(f"interrupted: {message}", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:
         message = str(err) or type(err).__name__
-        if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
-            _close_log_files(run_dir)
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif run_dir is not None:
+        if not _remove_if_empty(run_dir, fresh) and run_dir is not None:
             log.error("%s", message)  # the run directory stays (checkpoints, metrics): its log says why it stopped
         if debugging():
             traceback.print_exc()  # printed here: hydra turns an exception raised in a callback into a warning
