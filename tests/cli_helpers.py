@@ -33,3 +33,27 @@ def cli(module: str, *args: str, cwd: Path, ok: bool = True, status: int | None 
             assert proc.returncode == status, proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), proc.stderr[-3000:]
     return proc
+
+
+def write_checkpoint(path: Path, data: str, *overrides: str) -> Path:
+    """A small untrained MLP score model for ``data``, saved as the training loop saves checkpoints."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from scoresde._instantiate import build_score_model, instantiate
+    from scoresde.cli._runtime import CONF_DIR
+    from scoresde.training.checkpoint import FORMAT, VERSION
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={data}", "sde=vp", "model=mlp", "model.net.width=16", *overrides])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    event_shape = tuple(instantiate(config["data"]["dataset"]).event_shape)
+    torch.manual_seed(0)
+    model = build_score_model(config["model"], instantiate(config["sde"]), event_shape)
+    state = {"format": FORMAT, "version": VERSION, "step": 7, "event_shape": list(event_shape),
+             "model": model.state_dict(), "ema": {"model": model.state_dict(), "num_updates": 7, "decay": 0.999},
+             "config": config}  # fmt: skip
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path / "ckpt_00000007.pt")
+    return path / "ckpt_00000007.pt"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,11 @@ class Preflight(Callback):
         self.command = command
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("list_solvers") is True:  # python -m scoresde.sample list_solvers=true: print, write nothing
+            from .solvers import describe_solvers
+
+            print(describe_solvers())
+            sys.exit(0)
         with exit_on_error(status=2):
             if self.command == "train":
                 prepare_train(config)

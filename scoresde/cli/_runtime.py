@@ -128,6 +128,11 @@ def debugging() -> bool:
     return any(os.environ.get(var, "") not in ("", "0") for var in ("SCORESDE_DEBUG", "HYDRA_FULL_ERROR"))
 
 
+class SettingError(ValueError):
+    """A setting that can be checked only once the checkpoint or the data are loaded; the CLI exits 2 on it, as the
+    preflight does on the settings it can check before anything is loaded."""
+
+
 HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log"}
 """What hydra itself writes into a run directory before the task starts."""
 
@@ -153,7 +158,8 @@ def _remove_if_empty(run_dir: Path | None, fresh: bool) -> bool:
 def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
     """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (the traceback when debugging).
 
-    Ctrl-C (KeyboardInterrupt, whose message says what was saved) prints ``interrupted: <message>`` and exits 130.
+    Ctrl-C (KeyboardInterrupt, whose message says what was saved) prints ``interrupted: <message>`` and exits 130;
+    a :class:`SettingError` exits 2 whatever ``status`` says.
 
     Args:
         run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
@@ -176,6 +182,8 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
         message = str(err) or type(err).__name__
         if not _remove_if_empty(run_dir, fresh) and run_dir is not None:
             log.error("%s", message)  # the run directory stays (checkpoints, metrics): its log says why it stopped
+        if isinstance(err, SettingError):
+            status = 2
         if debugging():
             traceback.print_exc()  # printed here: hydra turns an exception raised in a callback into a warning
             sys.exit(status)

@@ -123,6 +123,7 @@ def validate_sample(config: DictConfig) -> None:
     if c["steps"] is not None and c.get("nfe") is not None:
         raise ValueError(f"give steps or nfe, not both (got steps={c['steps']}, nfe={c['nfe']})")
     boolean("ema", c["ema"])
+    boolean("save_images", c.get("save_images", False))
     built("solver", c["solver"])
 
 
