@@ -5,6 +5,7 @@ The public API is re-exported here; see the README for a tour.
 
 from . import conditioning, data, metrics, models, oracle
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
+from .editing import decode, encode, img2img, interpolate
 from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -18,6 +19,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sample",
+    "img2img",
+    "encode",
+    "decode",
+    "interpolate",
     "inpaint",
     "colorize",
     "conditioning",
