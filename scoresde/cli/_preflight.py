@@ -220,6 +220,10 @@ class Preflight(Callback):
         with exit_on_error(status=2):
             if self.command == "train":
                 prepare_train(config)
+            elif self.command == "train_noisy_classifier":  # its SDE is a setting: no checkpoint to take it from
+                VALIDATORS[self.command](config)
+                if _is_main_process():
+                    claim_run_dir(config, self.command)
             else:
                 prepare_other(self.command, config)
             if not _is_main_process():  # rank 0 owns the run directory (scoresde.cli._runtime.shared_run_dir);

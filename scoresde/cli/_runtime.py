@@ -133,7 +133,7 @@ class SettingError(ValueError):
     preflight does on the settings it can check before anything is loaded."""
 
 
-HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log"}
+HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log", "train_noisy_classifier.log"}
 """What hydra itself writes into a run directory before the task starts."""
 
 

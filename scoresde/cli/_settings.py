@@ -144,8 +144,17 @@ def validate_likelihood(config: DictConfig) -> None:
     boolean("ema", c["ema"])
 
 
+def validate_noisy_classifier(config: DictConfig) -> None:
+    """``python -m scoresde.train_noisy_classifier``: the runtime settings and the SDE."""
+    c = plain_config(config)
+    integer("seed", c["seed"], 0)
+    integer("threads", c["threads"], 1, none="all cores in os.sched_getaffinity")
+    built("sde", c["sde"])
+
+
 VALIDATORS: dict[str, Callable[[DictConfig], None]] = {
     "train": validate_train,
     "sample": validate_sample,
     "likelihood": validate_likelihood,
+    "train_noisy_classifier": validate_noisy_classifier,
 }

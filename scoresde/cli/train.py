@@ -27,7 +27,16 @@ from ..training.interrupt import TrainingInterrupted
 from ..training.snapshots import SampleSnapshot
 from ..training.trainer import Trainer
 from ._preflight import resume_checkpoint, take_notes
-from ._runtime import CONF_DIR, Runtime, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import (
+    CONF_DIR,
+    Runtime,
+    SettingError,
+    exit_on_error,
+    finish,
+    plain_config,
+    setup_runtime,
+    shared_run_dir,
+)
 from ._settings import validate_train
 
 log = logging.getLogger("scoresde.train")
@@ -68,6 +77,10 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     config = plain_config(cfg)
     torch.manual_seed(int(cfg.seed))  # the initial weights (DDP broadcasts rank 0's anyway)
     dataset = instantiate(config["data"]["dataset"])
+    if len(dataset.train) < int(cfg.train.batch_size):  # before the model is built and timed
+        raise SettingError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(dataset.train)} training "
+                           f"examples of {dataset.name}: pass train.batch_size={len(dataset.train)} or less, or give "
+                           "more data")  # fmt: skip
     sde = instantiate(config["sde"])
     model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
     train_config = instantiate(config["train"])

@@ -1,0 +1,63 @@
+"""Defects found driving a fresh clone (issue 17, item 8): each test failed on the code before its fix."""
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import cli, cli_env
+
+from scoresde.data import image_folder
+from scoresde.likelihood.baselines import fit_baselines
+
+
+def _png_folder(root, n, size=8):
+    import matplotlib.image
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        matplotlib.image.imsave(root / f"{i}.png", rng.random((size, size, 3)))
+    return root
+
+
+def test_a_corrupt_image_hint_names_the_key_hydra_takes(tmp_path):
+    root = _png_folder(tmp_path / "images", 4)
+    (root / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"data\.dataset\.on_error=skip"):
+        image_folder(root, 8, cache=False)
+
+
+def test_a_folder_smaller_than_the_batch_is_refused_before_the_model_naming_the_key(tmp_path, monkeypatch):
+    root = _png_folder(tmp_path / "images", 6)
+    monkeypatch.setenv("SCORESDE_CACHE", str(tmp_path / "cache"))
+    assert cli_env()["SCORESDE_CACHE"] == str(tmp_path / "cache")
+    proc = cli("scoresde.train", "data=folder", f"data.root={root}", "data.resolution=8", "data.dataset.n_test=1",
+               "model=mlp", "model.net.width=8", "train.batch_size=32", "device=cpu", "progress=false",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False, status=2)  # fmt: skip
+    assert "train.batch_size=32 exceeds the 5 training examples" in proc.stderr
+    assert "forward pass" not in proc.stdout  # refused before the model was built and timed
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_gaussian_baseline_of_a_tiny_dataset_is_not_a_singular_fit():
+    g = torch.Generator().manual_seed(0)
+    train = torch.randint(256, (20, 3, 8, 8), generator=g) / 127.5 - 1  # 8-bit images in [-1, 1]
+    test = torch.randint(256, (10, 3, 8, 8), generator=g) / 127.5 - 1
+    baselines = fit_baselines(train, test, 256, (-1.0, 1.0))
+    (name,) = [k for k in baselines if k.startswith("gaussian")]
+    assert "singular" in name and "20 examples <= 192 dims" in name
+    assert baselines[name].mean < 10  # 8 bits/dim is uniform noise; the singular fit gave thousands
+    large = fit_baselines(torch.rand(500, 2), torch.rand(10, 2), None)
+    assert set(large) == {"gaussian (full covariance)"}
+
+
+def test_train_noisy_classifier_refuses_to_overwrite_a_trained_classifier(tmp_path):
+    run = tmp_path / "clf"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("the trained classifier's config\n")
+    (run / "noisy_classifier.pt").write_bytes(b"trained weights")
+    proc = cli("scoresde.train_noisy_classifier", "train.steps=1", "train.batch_size=4", "classifier.channels=8",
+               "train.eval_times=[0.5]", "device=cpu", f"hydra.run.dir={run}", cwd=tmp_path, ok=False,
+               status=2)  # fmt: skip
+    assert "already holds files" in proc.stderr
+    assert (run / "noisy_classifier.pt").read_bytes() == b"trained weights"
+    assert (run / ".hydra" / "config.yaml").read_text() == "the trained classifier's config\n"
