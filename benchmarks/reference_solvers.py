@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,23 +73,26 @@ def load() -> dict[str, types.ModuleType]:
     """Import the available reference implementations from a fresh temporary directory."""
     tmp = Path(tempfile.mkdtemp(prefix="scoresde_refs_"))
     modules = {}
-    for family in SOURCES:
-        files = _extract(family, tmp)
-        if files is None:
-            continue
-        if family == "k-diffusion":
-            # sampling.py imports its package's utils (PIL, safetensors, torchvision) and torchsde; the ODE samplers
-            # use only utils.append_dims: stand-ins of ours keep those imports away.
-            pkg = types.ModuleType("kdiff_ref")
-            pkg.__path__ = [str(files[0].parent)]
-            utils = types.ModuleType("kdiff_ref.utils")
-            utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
-            sys.modules.update({"kdiff_ref": pkg, "kdiff_ref.utils": utils})
-            sys.modules.setdefault("torchsde", types.ModuleType("torchsde"))
-            modules[family] = _import("kdiff_ref.sampling", files[0], package="kdiff_ref")
-        else:
-            modules[family] = _import(f"{family.replace('-', '_')}_ref", files[0])
-            modules[family].print = lambda *args, **kwargs: None  # UniPC prints at every step
+    try:  # the modules are imported and need no file afterwards: the folder goes
+        for family in SOURCES:
+            files = _extract(family, tmp)
+            if files is None:
+                continue
+            if family == "k-diffusion":
+                # sampling.py imports its package's utils (PIL, safetensors, torchvision) and torchsde; the ODE
+                # samplers use only utils.append_dims: stand-ins of ours keep those imports away.
+                pkg = types.ModuleType("kdiff_ref")
+                pkg.__path__ = [str(files[0].parent)]
+                utils = types.ModuleType("kdiff_ref.utils")
+                utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
+                sys.modules.update({"kdiff_ref": pkg, "kdiff_ref.utils": utils})
+                sys.modules.setdefault("torchsde", types.ModuleType("torchsde"))
+                modules[family] = _import("kdiff_ref.sampling", files[0], package="kdiff_ref")
+            else:
+                modules[family] = _import(f"{family.replace('-', '_')}_ref", files[0])
+                modules[family].print = lambda *args, **kwargs: None  # UniPC prints at every step
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return modules
 
 
