@@ -1,5 +1,8 @@
 """Defects found driving a fresh clone (issue 17, item 8): each test failed on the code before its fix."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +64,21 @@ def test_train_noisy_classifier_refuses_to_overwrite_a_trained_classifier(tmp_pa
     assert "already holds files" in proc.stderr
     assert (run / "noisy_classifier.pt").read_bytes() == b"trained weights"
     assert (run / ".hydra" / "config.yaml").read_text() == "the trained classifier's config\n"
+
+
+def test_a_failed_multirun_leaves_no_directory(tmp_path):
+    cli("scoresde.train", "-m", "data=gaussian", "model=mlp", "train.steps=2", "eval.n_test=0", "device=cpu",
+        "eval.divergence=nonsense,exact", f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path,
+        ok=False)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_fid_sweep_leaves_no_directory(tmp_path):
+    from cli_helpers import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fid_sweep.py"), "-m", f"ckpt={tmp_path / 'none'}",
+                           "solver=euler_maruyama", "steps=2", f"out_dir={tmp_path / 'out'}",
+                           f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "error: " in proc.stderr, proc.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []

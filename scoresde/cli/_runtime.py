@@ -145,13 +145,33 @@ def _close_log_files(run_dir: Path) -> None:
             logging.getLogger().removeHandler(handler)
 
 
+def _hydra_job() -> tuple[set[str], Path | None]:
+    """The files hydra writes into a job's directory (its job log is ``<job name>.log``), and the sweep directory
+    of a multirun (None for a single run or outside hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set(HYDRA_FILES), None
+    hc = HydraConfig.get()
+    sweep = Path(hc.sweep.dir).absolute() if hc.mode.name == "MULTIRUN" else None
+    return HYDRA_FILES | {f"{hc.job.name}.log"}, sweep
+
+
 def _remove_if_empty(run_dir: Path | None, fresh: bool) -> bool:
-    """Remove a run directory this command created that holds nothing but hydra's files; whether it did."""
-    if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
-        _close_log_files(run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return True
-    return False
+    """Remove a run directory this command created that holds nothing but hydra's files; whether it did.
+
+    In a multirun, the sweep directory goes too when nothing is left in it but hydra's ``multirun.yaml``.
+    """
+    if not fresh or run_dir is None or not run_dir.is_dir():
+        return False
+    hydra_files, sweep = _hydra_job()
+    if not {p.name for p in run_dir.iterdir()} <= hydra_files:
+        return False
+    _close_log_files(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if sweep is not None and sweep.is_dir() and {p.name for p in sweep.iterdir()} <= {"multirun.yaml"}:
+        shutil.rmtree(sweep, ignore_errors=True)
+    return True
 
 
 @contextmanager
