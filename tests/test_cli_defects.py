@@ -82,3 +82,32 @@ def test_a_failed_fid_sweep_leaves_no_directory(tmp_path):
                           cwd=tmp_path, env=cli_env(), capture_output=True, text=True)  # fmt: skip
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "error: " in proc.stderr, proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_run_directory_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+
+    from scoresde.cli._preflight import Preflight
+    from scoresde.cli._runtime import CONF_DIR
+
+    for var in ("SCORESDE_DEBUG", "HYDRA_FULL_ERROR"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    run = tmp_path / "run"
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        config = compose("sample", overrides=[f"ckpt={tmp_path / 'ckpt.pt'}", f"hydra.run.dir={run}"],
+                         return_hydra_config=True)  # fmt: skip
+
+    def read_only(*args, **kwargs):  # what a read-only mount answers (chmod does not stop root)
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(SystemExit) as stop:
+        Preflight("sample").on_run_start(config)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: the run directory {run} is not writable (Read-only file system): make it writable, or continue in "
+        "another hydra.run.dir (a training run: resume=<its checkpoint file> there)\n"
+    )

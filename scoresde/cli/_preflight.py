@@ -104,6 +104,19 @@ def claim_run_dir(config: DictConfig, command: str = "train") -> Path:
     return candidate
 
 
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run directory this process cannot write into (read-only), before hydra's logging fails there."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".scoresde-write-test-", dir=run_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(
+            f"the run directory {run_dir} is not writable ({err.strerror or err}): make it writable, or continue in "
+            "another hydra.run.dir (a training run: resume=<its checkpoint file> there)"
+        ) from None
+
+
 def resume_checkpoint(resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint ``resume`` names and its state; refuses one that would mix runs or overwrite newer files."""
     if resume is True:
@@ -226,6 +239,9 @@ class Preflight(Callback):
                     claim_run_dir(config, self.command)
             else:
                 prepare_other(self.command, config)
+            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+            if _is_main_process() and run_dir.is_dir():
+                check_writable(run_dir)
             if not _is_main_process():  # rank 0 owns the run directory (scoresde.cli._runtime.shared_run_dir);
                 with open_dict(config):  # the other ranks' hydra writes nothing there, only a private log
                     config.hydra.run.dir = tempfile.mkdtemp(prefix=f"scoresde-rank{os.environ.get('RANK')}-")

@@ -208,7 +208,7 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
             traceback.print_exc()  # printed here: hydra turns an exception raised in a callback into a warning
             sys.exit(status)
         print(f"error: {message}", file=sys.stderr)
-        if not isinstance(err, (ValueError, TypeError, FileNotFoundError)):
+        if not isinstance(err, (ValueError, TypeError, OSError)):  # OSError: a file error, its message names it
             print(f"({type(err).__name__}; SCORESDE_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(status)
 

@@ -28,6 +28,7 @@ from .checkpoint import (
     FORMAT,
     VERSION,
     CheckpointManager,
+    CheckpointWriteError,
     config_diff,
     load_state_checked,
     read_checkpoint,
@@ -222,9 +223,18 @@ class Trainer:
             self.metrics_path.write_text("".join(ln + "\n" for ln in kept))
 
     def save_checkpoint(self) -> Path | None:
+        """Write the state at this step (rank 0); a failed write names the file, the step and the way back."""
         if self.rank != 0 or self.checkpoints is None:
             return None
-        return self.checkpoints.save(self.state_dict())
+        try:
+            return self.checkpoints.save(self.state_dict())
+        except CheckpointWriteError as err:
+            last = self.checkpoints.latest()
+            back = "no checkpoint was written before: start again"
+            if last:
+                back = (f"the newest complete checkpoint is {last}: free space, then continue from it with "
+                        f"resume=true hydra.run.dir={self.run_dir}")  # fmt: skip
+            raise CheckpointWriteError(f"{err} (step {self.step}); training stopped, {back}") from err
 
     # ------------------------------------------------------------------------------------------ loop
     def _train_step(self) -> tuple[float, float]:
