@@ -111,3 +111,12 @@ def test_a_read_only_run_directory_is_refused_in_one_line(tmp_path, monkeypatch,
         f"error: the run directory {run} is not writable (Read-only file system): make it writable, or continue in "
         "another hydra.run.dir (a training run: resume=<its checkpoint file> there)\n"
     )
+
+
+def test_settings_checked_after_loading_exit_2_as_documented(tmp_path):
+    from cli_helpers import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "ckpt", "mixture")
+    proc = cli("scoresde.likelihood", f"ckpt={ckpt}", "data=digits", "limit=2", "device=cpu", "progress=false",
+               f"hydra.run.dir={tmp_path / 'l'}", cwd=tmp_path, ok=False, status=2)  # fmt: skip
+    assert "event shape" in proc.stderr and not (tmp_path / "l").exists()

@@ -184,7 +184,8 @@ def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: i
     Args:
         run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
             command that failed before its first result leaves no directory behind.
-        fresh: Whether this command created ``run_dir`` (never true for a resumed run).
+        fresh: Whether ``run_dir`` may be removed when it holds nothing but hydra's files (a resumed run's
+            directory holds checkpoints, so it is never removed).
         status: The exit status.
     """
     try:

@@ -33,7 +33,7 @@ from ..likelihood.divergence import choose_divergence
 from ..likelihood.ode import bits_per_dim, log_likelihood
 from ..likelihood.quantization import BitsPerDim
 from ..training.checkpoint import load_checkpoint
-from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import CONF_DIR, SettingError, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.likelihood")
 
@@ -71,7 +71,8 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
     data_cfg = cfg.get("data") or ckpt.config["data"]
     dataset = instantiate(data_cfg["dataset"])
     if tuple(dataset.event_shape) != tuple(ckpt.event_shape):
-        raise ValueError(f"dataset {dataset.name} has event shape {dataset.event_shape}, the model {ckpt.event_shape}")
+        raise SettingError(f"data: dataset {dataset.name} has event shape {dataset.event_shape}, the model "
+                           f"{ckpt.event_shape}")  # fmt: skip
     x_all = dataset.split(cfg["split"])
     if cfg["limit"] is not None:
         x_all = x_all[: _positive_int("limit", cfg["limit"])]
