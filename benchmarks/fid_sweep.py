@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_report import aggregate  # noqa: E402
 
 import scoresde  # noqa: E402
+from scoresde.cli._runtime import exit_on_error  # noqa: E402
 from scoresde.distributed import broadcast_from_main, init_from_env, local_device, sample_sharded  # noqa: E402
 from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
@@ -182,17 +183,19 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="fid_sweep")
 def main(cfg: DictConfig) -> None:
-    torch.set_num_threads(int(cfg.threads))
-    group = init_from_env(cfg.device)
-    if not cfg.aggregate_only:
-        run_point(cfg)
-        if not cfg.aggregate_each_point or not group.is_main:
+    # an error prints one line and removes the job's (and an otherwise empty sweep's) directory
+    with exit_on_error(Path(HydraConfig.get().runtime.output_dir), fresh=True):
+        torch.set_num_threads(int(cfg.threads))
+        group = init_from_env(cfg.device)
+        if not cfg.aggregate_only:
+            run_point(cfg)
+            if not cfg.aggregate_each_point or not group.is_main:
+                return
+        if not group.is_main:
             return
-    if not group.is_main:
-        return
-    written = aggregate(Path(cfg.out_dir))
-    if written:
-        log.info("aggregated %d points into %s", written.points, ", ".join(str(p) for p in written.files))
+        written = aggregate(Path(cfg.out_dir))
+        if written:
+            log.info("aggregated %d points into %s", written.points, ", ".join(str(p) for p in written.files))
 
 
 if __name__ == "__main__":

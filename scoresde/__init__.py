@@ -13,6 +13,7 @@ from . import (
     oracle,
 )
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
+from .editing import decode, encode, img2img, interpolate
 from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -32,6 +33,10 @@ __all__ = [
     "Schedule",
     "save_schedule",
     "load_schedule",
+    "img2img",
+    "encode",
+    "decode",
+    "interpolate",
     "inpaint",
     "colorize",
     "conditioning",

@@ -140,6 +140,19 @@ def keyed_prior(sde: SDE, seed: int, index: range, event_shape: Sequence[int], *
     return (sde.prior_std * z).to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
+class SamplingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`sample_sharded` in a single process; carries the batches finished before it.
+
+    Attributes:
+        samples: The finished samples 0 .. k-1 (k, *event_shape) on the CPU, or None when no batch had finished.
+        n: The number of samples asked for.
+    """
+
+    def __init__(self, samples: Tensor | None, n: int) -> None:
+        super().__init__(f"interrupted after {0 if samples is None else len(samples)} of {n} samples")
+        self.samples, self.n = samples, n
+
+
 @dataclass
 class ShardedSampleInfo:
     """What :func:`sample_sharded` did: NFE per chunk (all chunks, on rank 0), this rank's wall time, grid steps."""
@@ -185,6 +198,9 @@ def sample_sharded(
     Returns:
         On rank 0 the samples (n, *event_shape) on the CPU in index order and a :class:`ShardedSampleInfo`;
         (None, None) on the other ranks.
+
+    Raises:
+        SamplingInterrupted: on Ctrl-C in a single process, with the samples of the batches finished before it.
     """
     for key in ("noise", "start", "generator"):
         if key in sample_options:
@@ -194,13 +210,19 @@ def sample_sharded(
     chunks = range(num_chunks(n, batch_size))
     local, start, steps = {}, time.perf_counter(), None
     path_seed, dtype = derived_seed(seed, 1), sample_options.pop("dtype", None)
-    for k in shard(chunks, group):
-        idx = chunk_range(k, n, batch_size)
-        x_T = keyed_prior(sde, seed, idx, event_shape, device=device, dtype=dtype)
-        noise = KeyedNoise(path_seed, offset=idx.start)
-        x, info = sample(sde, score_fn, None, start=x_T, noise=noise, generator=chunk_generator(seed, k, device),
-                         device=device, dtype=dtype, **sample_options)  # fmt: skip
-        local[k], steps = (x.cpu(), info.nfe), info.steps
+    try:
+        for k in shard(chunks, group):
+            idx = chunk_range(k, n, batch_size)
+            x_T = keyed_prior(sde, seed, idx, event_shape, device=device, dtype=dtype)
+            noise = KeyedNoise(path_seed, offset=idx.start)
+            x, info = sample(sde, score_fn, None, start=x_T, noise=noise, generator=chunk_generator(seed, k, device),
+                             device=device, dtype=dtype, **sample_options)  # fmt: skip
+            local[k], steps = (x.cpu(), info.nfe), info.steps
+    except KeyboardInterrupt:
+        if group.world_size > 1:
+            raise
+        done = torch.cat([local[k][0] for k in sorted(local)]) if local else None  # chunks 0..k-1, in order
+        raise SamplingInterrupted(done, n) from None
     wall = time.perf_counter() - start
     merged = gather_to_main(local, group)
     if merged is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..training.checkpoint import CheckpointManager, checkpoint_step, config_diff, open_checkpoint
-from ._runtime import exit_on_error, plain_config
+from ._runtime import HYDRA_FILES, exit_on_error, plain_config
 from ._settings import VALIDATORS
 
 RESUME_MAY_CHANGE = (
@@ -56,11 +57,23 @@ def _within(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def claim_run_dir(config: DictConfig) -> Path:
+STOPPED_RUN_FILES = HYDRA_FILES | {"metrics.jsonl", "checkpoints"}
+"""What a training run has written when it is killed before its first checkpoint."""
+
+
+def stopped_before_first_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a training run that stopped before writing any checkpoint (then it may be reused)."""
+    names = {p.name for p in run_dir.iterdir()}
+    no_checkpoint = not any((run_dir / "checkpoints").glob("ckpt_*.pt"))
+    return "train.log" in names and names <= STOPPED_RUN_FILES and no_checkpoint
+
+
+def claim_run_dir(config: DictConfig, command: str = "train") -> Path:
     """Make the run directory now, atomically; refuse one that holds files (or pick a fresh one for the default).
 
     Two runs started in the same second resolve the same default ``outputs/DATE/TIME``: the second gets
-    ``TIME_1`` (``_2``, ...). An explicit ``hydra.run.dir`` that already holds files is refused.
+    ``TIME_1`` (``_2``, ...). An explicit ``hydra.run.dir`` that already holds files is refused, except one left
+    by a training run stopped before its first checkpoint (nothing to resume there): its files are replaced.
     """
     run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
     explicit = any(k.lstrip("+").startswith("hydra.run.dir=") for k in list(config.hydra.overrides.hydra))
@@ -72,35 +85,58 @@ def claim_run_dir(config: DictConfig) -> Path:
             break
         except FileExistsError:
             if explicit:
-                if candidate.is_dir() and not any(candidate.iterdir()):
+                reusable = command == "train" and stopped_before_first_checkpoint(candidate)
+                if candidate.is_dir() and (not any(candidate.iterdir()) or reusable):
                     break
+                continue_hint = "pass resume=true to continue the run there, or " if command == "train" else ""
                 raise ValueError(
-                    f"the run directory {candidate} already holds files (another run?): pass resume=true to continue "
-                    "the run there, or choose another hydra.run.dir"
+                    f"the run directory {candidate} already holds files (another run?): {continue_hint}choose "
+                    "another hydra.run.dir"
                 ) from None
             n += 1
             candidate = run_dir.with_name(f"{run_dir.name}_{n}")
+    if command == "train" and stopped_before_first_checkpoint(candidate):
+        (candidate / "metrics.jsonl").unlink(missing_ok=True)  # hydra rewrites .hydra/ and appends to the log
+        _notes.append(f"reusing {candidate}: its earlier run stopped before writing a checkpoint")
     if candidate != run_dir:
         with open_dict(config):
             config.hydra.run.dir = str(candidate)
     return candidate
 
 
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run directory this process cannot write into (read-only), before hydra's logging fails there."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".scoresde-write-test-", dir=run_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(
+            f"the run directory {run_dir} is not writable ({err.strerror or err}): make it writable, or continue in "
+            "another hydra.run.dir (a training run: resume=<its checkpoint file> there)"
+        ) from None
+
+
 def resume_checkpoint(resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint ``resume`` names and its state; refuses one that would mix runs or overwrite newer files."""
     if resume is True:
         if not CheckpointManager(run_dir / "checkpoints").paths():
-            raise FileNotFoundError(
-                f"resume=true but {run_dir / 'checkpoints'} holds no checkpoint; run again with "
-                "hydra.run.dir=<the run directory to continue>, or resume=<path to a checkpoint or run directory>"
+            stopped = run_dir.is_dir() and stopped_before_first_checkpoint(run_dir)
+            hint = (
+                "its run stopped before its first checkpoint: run the same command without resume=true to start it "
+                "over there"
+                if stopped
+                else "run again with hydra.run.dir=<the run directory to continue>, or resume=<path to a checkpoint "
+                "or run directory>"
             )
+            raise FileNotFoundError(f"resume=true but {run_dir / 'checkpoints'} holds no checkpoint; {hint}")
         return open_checkpoint(run_dir)
     if not isinstance(resume, str):
         raise ValueError(f"resume must be true, false or a checkpoint/run-directory path, got {resume!r}")
     path, state = open_checkpoint(Path(resume).expanduser())
     path = path.absolute()
     inside = path.is_relative_to(run_dir)
-    if not inside and run_dir.is_dir() and any(run_dir.iterdir()):
+    if not inside and run_dir.is_dir() and any(p.name not in HYDRA_FILES for p in run_dir.iterdir()):
         raise ValueError(
             f"resume={resume} continues a checkpoint from another directory, but the run directory {run_dir} "
             "already holds files: choose an empty hydra.run.dir for the continued run"
@@ -164,8 +200,8 @@ def prepare_train(config: DictConfig) -> None:
         if ignored:
             _notes.append(f"{len(ignored)} setting(s) of today's defaults differ and keep the checkpoint's values")
     VALIDATORS["train"](config)
-    if _is_main_process() and resume in (None, False):
-        claim_run_dir(config)
+    if _is_main_process() and (resume in (None, False) or not Path(str(config.resume)).is_relative_to(run_dir)):
+        claim_run_dir(config)  # a new run, or a branch of another run's checkpoint into this (new) directory
 
 
 def prepare_other(command: str, config: DictConfig) -> None:
@@ -177,7 +213,7 @@ def prepare_other(command: str, config: DictConfig) -> None:
         )
     VALIDATORS[command](config)
     if _is_main_process():
-        claim_run_dir(config)
+        claim_run_dir(config, command)
 
 
 class Preflight(Callback):
@@ -189,11 +225,23 @@ class Preflight(Callback):
         self.command = command
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("list_solvers") is True:  # python -m scoresde.sample list_solvers=true: print, write nothing
+            from .solvers import describe_solvers
+
+            print(describe_solvers())
+            sys.exit(0)
         with exit_on_error(status=2):
             if self.command == "train":
                 prepare_train(config)
+            elif self.command == "train_noisy_classifier":  # its SDE is a setting: no checkpoint to take it from
+                VALIDATORS[self.command](config)
+                if _is_main_process():
+                    claim_run_dir(config, self.command)
             else:
                 prepare_other(self.command, config)
+            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+            if _is_main_process() and run_dir.is_dir():
+                check_writable(run_dir)
             if not _is_main_process():  # rank 0 owns the run directory (scoresde.cli._runtime.shared_run_dir);
                 with open_dict(config):  # the other ranks' hydra writes nothing there, only a private log
                     config.hydra.run.dir = tempfile.mkdtemp(prefix=f"scoresde-rank{os.environ.get('RANK')}-")

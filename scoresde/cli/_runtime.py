@@ -128,7 +128,12 @@ def debugging() -> bool:
     return any(os.environ.get(var, "") not in ("", "0") for var in ("SCORESDE_DEBUG", "HYDRA_FULL_ERROR"))
 
 
-HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log"}
+class SettingError(ValueError):
+    """A setting that can be checked only once the checkpoint or the data are loaded; the CLI exits 2 on it, as the
+    preflight does on the settings it can check before anything is loaded."""
+
+
+HYDRA_FILES = {".hydra", "train.log", "sample.log", "likelihood.log", "train_noisy_classifier.log"}
 """What hydra itself writes into a run directory before the task starts."""
 
 
@@ -140,30 +145,71 @@ def _close_log_files(run_dir: Path) -> None:
             logging.getLogger().removeHandler(handler)
 
 
+def _hydra_job() -> tuple[set[str], Path | None]:
+    """The files hydra writes into a job's directory (its job log is ``<job name>.log``), and the sweep directory
+    of a multirun (None for a single run or outside hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set(HYDRA_FILES), None
+    hc = HydraConfig.get()
+    sweep = Path(hc.sweep.dir).absolute() if hc.mode.name == "MULTIRUN" else None
+    return HYDRA_FILES | {f"{hc.job.name}.log"}, sweep
+
+
+def _remove_if_empty(run_dir: Path | None, fresh: bool) -> bool:
+    """Remove a run directory this command created that holds nothing but hydra's files; whether it did.
+
+    In a multirun, the sweep directory goes too when nothing is left in it but hydra's ``multirun.yaml``.
+    """
+    if not fresh or run_dir is None or not run_dir.is_dir():
+        return False
+    hydra_files, sweep = _hydra_job()
+    if not {p.name for p in run_dir.iterdir()} <= hydra_files:
+        return False
+    _close_log_files(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if sweep is not None and sweep.is_dir() and {p.name for p in sweep.iterdir()} <= {"multirun.yaml"}:
+        shutil.rmtree(sweep, ignore_errors=True)
+    return True
+
+
 @contextmanager
 def exit_on_error(run_dir: Path | None = None, *, fresh: bool = False, status: int = 1) -> Iterator[None]:
     """Turn an exception into ``error: <message>`` on stderr and exit ``status`` (the traceback when debugging).
 
+    Ctrl-C (KeyboardInterrupt, whose message says what was saved) prints ``interrupted: <message>`` and exits 130;
+    a :class:`SettingError` exits 2 whatever ``status`` says.
+
     Args:
         run_dir: The run directory; with ``fresh``, removed when it holds nothing but hydra's own files, so that a
             command that failed before its first result leaves no directory behind.
-        fresh: Whether this command created ``run_dir`` (never true for a resumed run).
+        fresh: Whether ``run_dir`` may be removed when it holds nothing but hydra's files (a resumed run's
+            directory holds checkpoints, so it is never removed).
         status: The exit status.
     """
     try:
         yield
+    except KeyboardInterrupt as err:  # Ctrl-C or kill: what was saved, and how to go on, in one line
+        _remove_if_empty(run_dir, fresh)
+        if debugging():
+            traceback.print_exc()
+        message = str(err) or ("nothing was written" if run_dir is None or not run_dir.is_dir() else f"see {run_dir}")
+        if run_dir is not None and run_dir.is_dir():
+            log.warning("interrupted: %s", message)
+        print(f"interrupted: {message}", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:
         message = str(err) or type(err).__name__
-        if fresh and run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
-            _close_log_files(run_dir)
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif run_dir is not None:
+        if not _remove_if_empty(run_dir, fresh) and run_dir is not None:
             log.error("%s", message)  # the run directory stays (checkpoints, metrics): its log says why it stopped
+        if isinstance(err, SettingError):
+            status = 2
         if debugging():
             traceback.print_exc()  # printed here: hydra turns an exception raised in a callback into a warning
             sys.exit(status)
         print(f"error: {message}", file=sys.stderr)
-        if not isinstance(err, (ValueError, TypeError, FileNotFoundError)):
+        if not isinstance(err, (ValueError, TypeError, OSError)):  # OSError: a file error, its message names it
             print(f"({type(err).__name__}; SCORESDE_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(status)
 

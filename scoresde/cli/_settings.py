@@ -123,6 +123,7 @@ def validate_sample(config: DictConfig) -> None:
     integer("batch_size", c.get("batch_size"), 1, none="n")
     check_steps_or_nfe(c["steps"], c.get("nfe"))
     boolean("ema", c["ema"])
+    boolean("save_images", c.get("save_images", False))
     solver = built("solver", c["solver"])
     grid_setting(c.get("grid"), c.get("nfe"), solver)
 
@@ -176,9 +177,18 @@ def validate_likelihood(config: DictConfig) -> None:
     boolean("ema", c["ema"])
 
 
+def validate_noisy_classifier(config: DictConfig) -> None:
+    """``python -m scoresde.train_noisy_classifier``: the runtime settings and the SDE."""
+    c = plain_config(config)
+    integer("seed", c["seed"], 0)
+    integer("threads", c["threads"], 1, none="all cores in os.sched_getaffinity")
+    built("sde", c["sde"])
+
+
 VALIDATORS: dict[str, Callable[[DictConfig], None]] = {
     "train": validate_train,
     "sample": validate_sample,
     "likelihood": validate_likelihood,
     "schedule": validate_schedule,
+    "train_noisy_classifier": validate_noisy_classifier,
 }

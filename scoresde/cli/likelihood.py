@@ -3,10 +3,12 @@
 Loads a training checkpoint (EMA weights by default), evaluates the probability-flow likelihood of a data
 split batch by batch (bits/dim with uniform dequantisation for discrete data, nats/dim for continuous data),
 prints mean ± standard error, NFE per batch and wall time beside two baselines fitted to the training split
-(per-pixel categorical, full-covariance Gaussian), and writes ``likelihood.json`` into the run directory
-(``outputs/likelihood/DATE/TIME/``). Under ``torchrun --nproc_per_node=N`` the batches are dealt to the ranks
-(batch k draws its dequantisation noise and probes from seed (seed, k), so any N gives the same numbers) and
-rank 0 gathers them and writes the summary.
+(per-pixel categorical, full-covariance Gaussian), and writes ``likelihood.json`` and the value of every example
+(``per_example.csv`` with columns ``index,<unit>``, and ``per_example.npz`` with ``index``, ``value`` and, with
+``n_dequant > 1``, ``value_iw``; index i is example i of the split) into the run directory
+(``outputs/likelihood/DATE/TIME/``), so that two models or settings can be compared example by example.
+Under ``torchrun --nproc_per_node=N`` the batches are dealt to the ranks (batch k draws its dequantisation noise
+and probes from seed (seed, k), so any N gives the same numbers) and rank 0 gathers them and writes the summary.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..likelihood.divergence import choose_divergence
 from ..likelihood.ode import bits_per_dim, log_likelihood
 from ..likelihood.quantization import BitsPerDim
 from ..training.checkpoint import load_checkpoint
-from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import CONF_DIR, SettingError, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.likelihood")
 
@@ -42,13 +44,35 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
-    """Evaluate the likelihood as the (plain) config says; returns the JSON summary (None on ranks other than 0)."""
+def write_per_example(run_dir: Path, unit: str, values: torch.Tensor, values_iw: torch.Tensor | None) -> list[Path]:
+    """per_example.csv (``index,<unit>``) and per_example.npz (``index``, ``value``[, ``value_iw``]) in run_dir."""
+    import numpy as np
+
+    index = np.arange(len(values))
+    arrays = {"index": index, "value": values.double().numpy(), "unit": np.array(unit)}
+    if values_iw is not None:
+        arrays["value_iw"] = values_iw.double().numpy()
+    np.savez_compressed(run_dir / "per_example.npz", **arrays)
+    header = "index," + unit.replace("/", "_per_") + (",importance_weighted" if values_iw is not None else "")
+    rows = [header] + [
+        f"{i},{v:.6f}" + (f",{float(values_iw[i]):.6f}" if values_iw is not None else "")
+        for i, v in enumerate(values.double().tolist())
+    ]
+    (run_dir / "per_example.csv").write_text("\n".join(rows) + "\n")
+    return [run_dir / "per_example.csv", run_dir / "per_example.npz"]
+
+
+def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = None) -> dict[str, Any] | None:
+    """Evaluate the likelihood as the (plain) config says; returns the JSON summary (None on ranks other than 0).
+
+    With ``run_dir``, also writes every example's value there (:func:`write_per_example`).
+    """
     ckpt = load_checkpoint(cfg["ckpt"], map_location=device, ema=bool(cfg["ema"]))
     data_cfg = cfg.get("data") or ckpt.config["data"]
     dataset = instantiate(data_cfg["dataset"])
     if tuple(dataset.event_shape) != tuple(ckpt.event_shape):
-        raise ValueError(f"dataset {dataset.name} has event shape {dataset.event_shape}, the model {ckpt.event_shape}")
+        raise SettingError(f"data: dataset {dataset.name} has event shape {dataset.event_shape}, the model "
+                           f"{ckpt.event_shape}")  # fmt: skip
     x_all = dataset.split(cfg["split"])
     if cfg["limit"] is not None:
         x_all = x_all[: _positive_int("limit", cfg["limit"])]
@@ -117,6 +141,10 @@ def evaluate(cfg: dict[str, Any], device: torch.device) -> dict[str, Any] | None
     if values_iw and int(cfg["n_dequant"]) > 1:
         iw = BitsPerDim.from_values(torch.cat(values_iw))
         summary["model_importance_weighted"] = {"mean": iw.mean, "stderr": iw.stderr}
+    if run_dir is not None:
+        iw_all = torch.cat(values_iw).cpu() if values_iw and int(cfg["n_dequant"]) > 1 else None
+        paths = write_per_example(run_dir, unit, torch.cat(values).cpu(), iw_all)
+        summary["per_example"] = [p.name for p in paths]
     return summary
 
 
@@ -140,12 +168,12 @@ def _main(cfg: DictConfig) -> None:
     with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
         runtime = setup_runtime(cfg.device, cfg.threads)
         run_dir = shared_run_dir(run_dir, runtime)
-        summary = evaluate(plain_config(cfg), runtime.device)
+        summary = evaluate(plain_config(cfg), runtime.device, run_dir)
         if summary is not None:  # rank 0 holds the gathered result
             out = run_dir / "likelihood.json"
             out.write_text(json.dumps(summary, indent=2) + "\n")
             print(format_summary(summary))
-            log.info("wrote %s", out)
+            log.info("wrote %s and every example's value in %s", out, " and ".join(summary["per_example"]))
         finish(runtime)
 
 

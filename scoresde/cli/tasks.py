@@ -116,6 +116,7 @@ def make_mask(spec: str | Path, event_shape: tuple[int, ...], n: int, generator:
         mask = torch.rand(n, 1, h, w, generator=generator, device=generator.device).cpu() < 0.5
     else:
         mask = _load_mask(Path(spec), (h, w)).unsqueeze(0).expand(n, -1, -1, -1)
+        _check_mask_channels(mask, spec, c)
     return mask.expand(n, c, h, w).clone()
 
 
@@ -137,6 +138,14 @@ def _load_mask(path: Path, size: tuple[int, int]) -> Tensor:
     if tuple(arr.shape[-2:]) != size or arr.ndim not in (2, 3):
         raise ValueError(f"mask file {path} has shape {tuple(arr.shape)}; expected (H, W) = {size} or (C, H, W)")
     return arr if arr.ndim == 3 else arr.unsqueeze(0)
+
+
+def _check_mask_channels(mask: Tensor, spec: str | Path, channels: int) -> None:
+    if mask.shape[1] not in (1, channels):
+        raise ValueError(
+            f"mask file {spec} has {mask.shape[1]} channels but the images have {channels}: give a (H, W) mask, or "
+            f"(1, H, W) or ({channels}, H, W)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -192,7 +201,7 @@ class InpaintTask(_ConditionalTask):
         self.mask = str(mask)
         self.title = f"original | input (grey: missing) | mask ({Path(self.mask).name}) | {samples} samples"
 
-    def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
+    def run(self, *, ckpt, solver, n, steps, seed, device, run_dir, progress=False) -> Path:
         from ..conditioning.inpainting import inpaint
 
         gen = torch.Generator(device).manual_seed(seed)
@@ -200,7 +209,8 @@ class InpaintTask(_ConditionalTask):
         mask = make_mask(self.mask, ckpt.event_shape, n, gen).to(device)
         k = self.samples
         x, info = inpaint(ckpt.sde, ckpt.score_fn, x0.repeat_interleave(k, 0), mask.repeat_interleave(k, 0),
-                          method=self._method(solver), steps=steps, nfe=self.nfe, generator=gen)  # fmt: skip
+                          method=self._method(solver), steps=steps, nfe=self.nfe, generator=gen,
+                          progress=progress)  # fmt: skip
         lo, hi = data_range
         shown = torch.where(mask, x0, torch.full_like(x0, (lo + hi) / 2))  # missing pixels in mid-grey
         columns = [x0, shown, torch.where(mask, hi, lo).to(x0)] + list(x.view(n, k, *x.shape[1:]).unbind(1))
@@ -218,7 +228,7 @@ class ColorizeTask(_ConditionalTask):
     def title(self) -> str:  # type: ignore[override]
         return f"original | grey input | {self.samples} samples"
 
-    def run(self, *, ckpt, solver, n, steps, seed, device, run_dir) -> Path:
+    def run(self, *, ckpt, solver, n, steps, seed, device, run_dir, progress=False) -> Path:
         from ..conditioning.colorization import colorize, to_grey
 
         if len(ckpt.event_shape) != 3 or ckpt.event_shape[0] != 3:
@@ -228,6 +238,6 @@ class ColorizeTask(_ConditionalTask):
         grey = to_grey(x0)
         k = self.samples
         x, info = colorize(ckpt.sde, ckpt.score_fn, grey.repeat_interleave(k, 0), method=self._method(solver),
-                           steps=steps, nfe=self.nfe, generator=gen)  # fmt: skip
+                           steps=steps, nfe=self.nfe, generator=gen, progress=progress)  # fmt: skip
         columns = [x0, grey] + list(x.view(n, k, *x.shape[1:]).unbind(1))
         return self._write(run_dir, "colorize", columns, x, data_range, info)

@@ -23,9 +23,19 @@ from torch import nn
 from .._instantiate import build_score_model, instantiate
 from ..likelihood.divergence import choose_divergence
 from ..training.evaluation import evaluate_likelihood
+from ..training.interrupt import TrainingInterrupted
 from ..training.trainer import Trainer
 from ._preflight import resume_checkpoint, take_notes
-from ._runtime import CONF_DIR, Runtime, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import (
+    CONF_DIR,
+    Runtime,
+    SettingError,
+    exit_on_error,
+    finish,
+    plain_config,
+    setup_runtime,
+    shared_run_dir,
+)
 from ._settings import validate_train
 from .snapshots import LossCurve, SampleSnapshot
 
@@ -67,6 +77,10 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     config = plain_config(cfg)
     torch.manual_seed(int(cfg.seed))  # the initial weights (DDP broadcasts rank 0's anyway)
     dataset = instantiate(config["data"]["dataset"])
+    if len(dataset.train) < int(cfg.train.batch_size):  # before the model is built and timed
+        raise SettingError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(dataset.train)} training "
+                           f"examples of {dataset.name}: pass train.batch_size={len(dataset.train)} or less, or give "
+                           "more data")  # fmt: skip
     sde = instantiate(config["sde"])
     model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
     train_config = instantiate(config["train"])
@@ -111,7 +125,14 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         trainer.resume(resume_from)
         log.info("resumed from %s at step %d", resume_from, trainer.step)
     start = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingInterrupted as stop:
+        saved = f"saved {stop.checkpoint}" if stop.checkpoint else "no checkpoint written"
+        raise KeyboardInterrupt(
+            f"training stopped at step {stop.step}, {saved}; continue with: python -m scoresde.train resume=true "
+            f"hydra.run.dir={run_dir}"
+        ) from None
     summary: dict[str, Any] = {"step": result.step, "steps_this_run": result.steps_run, "final_loss": result.loss,
                                "final_loss_steps": result.loss_steps, "steps_per_s": result.steps_per_s,
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
@@ -149,7 +170,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_error(run_dir, fresh=cfg.resume in (None, False)):
+    with exit_on_error(run_dir, fresh=True):  # removes the run directory only if it holds nothing but hydra's files
         validate_train(cfg)  # done by the preflight already, except in multirun jobs
         runtime = setup_runtime(cfg.device, cfg.threads)
         run_dir = shared_run_dir(run_dir, runtime)

@@ -197,7 +197,7 @@ def image_folder(
         if on_error == "raise":
             raise ValueError(
                 f"{len(bad)} unreadable image file(s) in {root}:\n  {listing}\n"
-                "Remove them, or pass on_error='skip' (data.on_error=skip) to leave them out."
+                "Remove them, or pass on_error='skip' (data.dataset.on_error=skip on the command line) to skip them."
             )
         warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {root}:\n  {listing}", stacklevel=2)
     images, grey, paths = arrays["images"], arrays["grey"], [Path(p) for p in arrays["paths"]]

@@ -37,6 +37,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model it is loaded into."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only directory); the message names the file."""
+
+
 # ---------------------------------------------------------------------------------------------- files
 def save_atomic(state: Mapping[str, Any], path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same directory, fsync it, then ``os.replace`` it onto ``path``.
@@ -52,8 +56,13 @@ def save_atomic(state: Mapping[str, Any], path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, (OSError, RuntimeError)):  # torch reports a failed write as a RuntimeError
+            lines = str(err).splitlines()
+            raise CheckpointWriteError(
+                f"could not write the checkpoint {path}: {lines[0] if lines else type(err).__name__}"
+            ) from err
         raise
     return path
 

@@ -27,6 +27,7 @@ from .checkpoint import (
     FORMAT,
     VERSION,
     CheckpointManager,
+    CheckpointWriteError,
     config_diff,
     load_state_checked,
     read_checkpoint,
@@ -36,9 +37,11 @@ from .checkpoint import (
 )
 from .config import PRECISIONS, TrainConfig
 from .ema import EMA
+from .interrupt import TrainingInterrupted, deferred_interrupt
 from .objectives import drop_labels
 
-__all__ = ["Trainer", "Callback", "TrainConfig", "TrainResult", "NonFiniteLossError", "replica_deviation", "PRECISIONS"]
+__all__ = ["Trainer", "Callback", "TrainConfig", "TrainResult", "NonFiniteLossError", "TrainingInterrupted",
+           "replica_deviation", "PRECISIONS"]  # fmt: skip
 
 RESUME_MUST_MATCH = ("sde", "model", "data", "seed")
 """Top-level config sections that must equal the checkpoint's for ``resume`` (train.* may change, e.g. steps)."""
@@ -236,9 +239,18 @@ class Trainer:
             self.metrics_path.write_text("".join(ln + "\n" for ln in kept))
 
     def save_checkpoint(self) -> Path | None:
+        """Write the state at this step (rank 0); a failed write names the file, the step and the way back."""
         if self.rank != 0 or self.checkpoints is None:
             return None
-        return self.checkpoints.save(self.state_dict())
+        try:
+            return self.checkpoints.save(self.state_dict())
+        except CheckpointWriteError as err:
+            last = self.checkpoints.latest()
+            back = "no checkpoint was written before: start again"
+            if last:
+                back = (f"the newest complete checkpoint is {last}: free space, then continue from it with "
+                        f"resume=true hydra.run.dir={self.run_dir}")  # fmt: skip
+            raise CheckpointWriteError(f"{err} (step {self.step}); training stopped, {back}") from err
 
     # ------------------------------------------------------------------------------------------ loop
     def _train_step(self) -> tuple[float, float]:
@@ -300,7 +312,11 @@ class Trainer:
                 self.snapshot(self.ema.model, self.step)
 
     def fit(self) -> TrainResult:
-        """Run from the current step to ``config.steps``; returns the final figures."""
+        """Run from the current step to ``config.steps``; returns the final figures.
+
+        Raises:
+            TrainingInterrupted: on SIGINT/SIGTERM, after finishing the current step and saving a checkpoint of it.
+        """
         cfg = self.config
         if self.run_dir is not None and self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -310,23 +326,29 @@ class Trainer:
         self.model.train()
         last_ckpt = self.checkpoints.latest() if self.checkpoints else None
         try:
-            while self.step < cfg.steps:
-                step_loss, grad_norm = self._train_step()
-                window_loss, window_n = window_loss + step_loss, window_n + 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    now = time.perf_counter()
-                    rate = window_n / max(now - window_t, 1e-9)
-                    record = {"step": self.step, "loss": window_loss / window_n, "lr": cfg.lr_at(self.step),
-                              "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": now - start}  # fmt: skip
-                    self._log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
-                    loss, loss_steps = record["loss"], window_n
-                    window_loss, window_n, window_t = 0.0, 0, now
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    last_ckpt = self.save_checkpoint()
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step != cfg.steps:
-                    self._snapshot()
+            with deferred_interrupt() as stop:
+                while self.step < cfg.steps:
+                    if stop.requested:
+                        saved = last_ckpt if last_ckpt and last_ckpt.name == f"ckpt_{self.step:08d}.pt" else None
+                        raise TrainingInterrupted(self.step, saved or self.save_checkpoint())
+                    step_loss, grad_norm = self._train_step()
+                    window_loss, window_n = window_loss + step_loss, window_n + 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        now = time.perf_counter()
+                        rate = window_n / max(now - window_t, 1e-9)
+                        record = {"step": self.step, "loss": window_loss / window_n, "lr": cfg.lr_at(self.step),
+                                  "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": now - start}  # fmt: skip
+                        self._log(record)
+                        bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                        loss, loss_steps = record["loss"], window_n
+                        window_loss, window_n, window_t = 0.0, 0, now
+                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                        last_ckpt = self.save_checkpoint()
+                    if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step != cfg.steps:
+                        self._snapshot()
+                if stop.requested:  # during the last step: its checkpoint is written, skip the final sampling
+                    raise TrainingInterrupted(self.step, last_ckpt)
         finally:
             bar.close()
         wall = time.perf_counter() - start
