@@ -21,6 +21,7 @@ from .._instantiate import instantiate
 from ..distributed import sample_sharded
 from ..training.checkpoint import load_checkpoint
 from ..training.snapshots import SampleSnapshot
+from ._consistency import sampling_solver, solver_overridden
 from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 
 log = logging.getLogger("scoresde.sample")
@@ -37,10 +38,13 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
         task, solver = instantiate(config["task"]), instantiate(config["solver"])
         return task.run(ckpt=ckpt, solver=solver, n=int(cfg.n), steps=cfg.steps, seed=int(cfg.seed), device=device,
                         run_dir=run_dir)  # fmt: skip
+    # a consistency checkpoint samples with Algorithm 1 (solver=consistency) to its own eps
+    solver = sampling_solver(ckpt.model, instantiate(config["solver"]), solver_overridden())
+    extra = {"eps": ckpt.model.eps} if getattr(ckpt.model, "is_consistency_model", False) else {}
     writer = SampleSnapshot(
         run_dir,
         ckpt.event_shape,
-        instantiate(config["solver"]),
+        solver,
         n=int(cfg.n),
         steps=cfg.steps,
         kind=kind,
@@ -49,10 +53,10 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
         seed=int(cfg.seed),
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
-             config["solver"].get("_target_"))  # fmt: skip
+             type(solver).__name__)  # fmt: skip
     x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                              batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
-                             steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress))  # fmt: skip
+                             steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress), **extra)  # fmt: skip
     if x is None:
         return None
     nfe = max(info.nfe)

@@ -78,6 +78,10 @@ class ConsistencyDistillation(_Objective):
         mu: EMA rate of the target network (paper: 0.95 on CIFAR-10); 0 makes theta^- = stopgrad(theta).
         distance: "l2" (default), "pseudo_huber" or a callable ``d(a, b) -> (B,)``.
         rho: Exponent of the level grid.
+        levels_per_batch: None (the paper): every example draws its own level, so a step takes one teacher step
+            per distinct level in the batch (up to N - 1). An integer k draws k levels per batch, each shared by
+            a contiguous share of the examples: the same uniform level distribution over steps, with k teacher
+            steps per training step (the teacher's cost is per call where batches are small, e.g. an MLP).
 
     Attributes:
         teacher_calls: Teacher evaluations so far (per example: the solver's nfe per step, 2 for Heun).
@@ -92,6 +96,7 @@ class ConsistencyDistillation(_Objective):
         mu: float = 0.95,
         distance: str | Any = "l2",
         rho: float = 7.0,
+        levels_per_batch: int | None = None,
     ) -> None:
         from ..sampling import make_solver  # scoresde.sampling imports this package
 
@@ -104,7 +109,12 @@ class ConsistencyDistillation(_Objective):
         self.solver = make_solver(solver)
         if type(self.solver).__name__ not in DETERMINISTIC or getattr(self.solver, "eta", 0) != 0:
             raise ValueError(f"solver must be a deterministic ODE solver ({', '.join(DETERMINISTIC)}), got {solver!r}")
+        if levels_per_batch is not None and (
+            isinstance(levels_per_batch, bool) or not isinstance(levels_per_batch, int) or levels_per_batch < 1
+        ):
+            raise ValueError(f"levels_per_batch must be an integer >= 1 or None, got {levels_per_batch!r}")
         self.teacher, self.N, self.mu, self.rho = teacher, N, float(mu), float(rho)
+        self.levels_per_batch = levels_per_batch
         self.distance = make_distance(distance)
         self.target: EMA | None = None
         self.teacher_calls = 0
@@ -112,7 +122,8 @@ class ConsistencyDistillation(_Objective):
         self._coefficients: dict[tuple, GridCoefficients] = {}
 
     def __repr__(self) -> str:
-        return f"ConsistencyDistillation(solver={self.solver!r}, N={self.N}, mu={self.mu}, distance={self.distance!r})"
+        return (f"ConsistencyDistillation(solver={self.solver!r}, N={self.N}, mu={self.mu}, "
+                f"distance={self.distance!r}, levels_per_batch={self.levels_per_batch})")  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"target": self.target.state_dict() if self.target is not None else None}
@@ -147,6 +158,12 @@ class ConsistencyDistillation(_Objective):
         self.teacher_calls += score.calls * x.shape[0]
         return out
 
+    def draw_levels(self, batch: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
+        """Level indices n in {0, ..., N - 2} (interval t_n < t_{n+1}) of shape (batch,), uniform over levels."""
+        k = batch if self.levels_per_batch is None else min(self.levels_per_batch, batch)
+        n = torch.randint(0, self.N - 1, (k,), **_draw(generator, like)).to(like.device)
+        return n if k == batch else n.repeat_interleave(-(-batch // k))[:batch]
+
     def __call__(
         self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None
     ) -> Tensor:
@@ -156,7 +173,7 @@ class ConsistencyDistillation(_Objective):
             self.teacher.to(x0.device)
         sde, target = model.sde, self._target(model)
         times = _levels(sde, model.eps, self.N, self.rho)  # increasing, (N,)
-        n = torch.randint(0, self.N - 1, (x0.shape[0],), **_draw(generator, x0)).to(x0.device)
+        n = self.draw_levels(x0.shape[0], generator, x0)
         z = torch.randn(x0.shape, **_draw(generator, x0)).to(x0)
         t_hi, t_lo = times.to(x0)[n + 1], times.to(x0)[n]
         x_hi = sde.perturb(x0, t_hi, z)
