@@ -122,6 +122,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     summary: dict[str, Any] = {"step": result.step, "steps_this_run": result.steps_run, "final_loss": result.loss,
                                "final_loss_steps": result.loss_steps, "steps_per_s": result.steps_per_s,
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
+    if hasattr(train_config.objective, "teacher_calls") and result.steps_run:  # consistency distillation's cost
+        summary["teacher_calls_per_step"] = train_config.objective.teacher_calls / result.steps_run
     if runtime.world_size > 1:
         summary["replica_deviation"] = result.replica_deviation
         if runtime.is_main:
