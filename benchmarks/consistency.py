@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "oracle.csv")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    meta = record(threads=1, n=args.n if not args.quick else 500, seed=args.seed, train_threads=1, quick=args.quick)
     n = 500 if args.quick else args.n
     short = ["train.steps=20"] if args.quick else []
     args.work.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,6 @@ def main() -> None:
                              "train_time_s": summary["train_time_s"], "steps_per_s": summary["steps_per_s"],
                              "teacher_calls_per_step": summary.get("teacher_calls_per_step", 0)})  # fmt: skip
         print(f"{data}: floor {floor:.3g}, teacher best {best:.3g}", flush=True)
-    meta = record(threads=1, n=n, seed=args.seed, train_threads=1, quick=args.quick)
     write_csv(args.out, rows, meta)
     write_markdown(args.out.with_suffix(".md"), rows, meta)
     print(args.out)
