@@ -163,7 +163,8 @@ class ConsistencyModel(nn.Module):
 def check_model_kind(sde: SDE, fn: object, solver: object, eps: float) -> None:
     """Refuse a model that does not output what ``solver`` consumes, or that belongs to another SDE or eps.
 
-    A solver with ``model_kind = "consistency"`` takes a consistency function; every other solver a score. A
+    ``solver`` is a Solver or a conditional method. One with ``model_kind = "consistency"`` takes a consistency
+    function; every other one a score. A
     :class:`ConsistencyModel` given to a score solver, or a :class:`~scoresde.models.ScoreModel` given to a
     consistency sampler, raises TypeError; plain callables pass (e.g. an oracle's exact flow map).
     """
@@ -173,8 +174,8 @@ def check_model_kind(sde: SDE, fn: object, solver: object, eps: float) -> None:
     if getattr(fn, "is_consistency_model", False):
         if wants != "consistency":
             raise TypeError(
-                f"score_fn is a consistency model (it maps x_t to x_eps, it is not a score): sample it with "
-                f"solver='consistency', got {type(solver).__name__}"
+                f"score_fn is a consistency model (it maps x_t to x_eps, it is not a score): use solver='consistency' "
+                f"(sample) or method='consistency' (inpaint, colorize), got {type(solver).__name__}"
             )
         fn.check_sde(sde)  # type: ignore[attr-defined]
         if not math.isclose(float(eps), fn.eps, rel_tol=1e-9, abs_tol=0.0):  # type: ignore[attr-defined]
@@ -182,7 +183,7 @@ def check_model_kind(sde: SDE, fn: object, solver: object, eps: float) -> None:
         return
     if wants == "consistency" and isinstance(fn, ScoreModel):
         raise TypeError(
-            "solver='consistency' needs a consistency function f(x, t) -> x_eps, got a ScoreModel; distil one with "
-            "scoresde.consistency (or train=consistency_distillation teacher=RUN), or sample the score with a solver"
+            f"{type(solver).__name__} needs a consistency function f(x, t) -> x_eps, got a ScoreModel; distil one with "
+            "scoresde.consistency (train=consistency_distillation teacher=RUN), or use a score-based solver or method"
         )
     check_score_sde(sde, fn)

@@ -69,8 +69,13 @@ class ConsistencySampler(Solver):
         return torch.cat([torch.tensor([sde.T], dtype=torch.float64), inner, torch.tensor([eps], dtype=torch.float64)])
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        return self.renoise(ctx.score(x, ctx.t(i)), i, ctx)  # the consistency function: one network call
+
+    @staticmethod
+    def renoise(x_eps: Tensor, i: int, ctx: StepContext) -> Tensor:
+        """x_{t_{i+1}} ~ p(x_{t_{i+1}} | x_eps) = N(m_{i+1} x_eps / m(eps), m_{i+1}^2 (sigma_{i+1}^2 - sigma_min^2) I);
+        x_eps itself at the last grid time."""
         c = ctx.coeffs
-        x_eps = ctx.score(x, ctx.t(i))  # the consistency function: one network call
         var = c.sigma[i + 1] ** 2 - c.sigma[-1] ** 2
         if var <= 0:
             return x_eps
