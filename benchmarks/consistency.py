@@ -128,6 +128,7 @@ def main() -> None:
                      "steps_per_s": teacher_summary["steps_per_s"]})  # fmt: skip
         for student in args.students:
             run = args.work / f"{student}_{data}"
+            print(f"{data}: training {student}", flush=True)
             if not (run / "summary.json").exists():
                 overrides = [a.format(teacher=teacher) for a in STUDENTS[student]]
                 cli(f"data={data}", "model=mlp", *overrides, *short, f"hydra.run.dir={run}", cwd=args.work)
@@ -138,8 +139,8 @@ def main() -> None:
                              "train_time_s": summary["train_time_s"], "steps_per_s": summary["steps_per_s"],
                              "teacher_calls_per_step": summary.get("teacher_calls_per_step", 0)})  # fmt: skip
         print(f"{data}: floor {floor:.3g}, teacher best {best:.3g}", flush=True)
-    write_csv(args.out, rows, meta)
-    write_markdown(args.out.with_suffix(".md"), rows, meta)
+        write_csv(args.out, rows, meta)  # after every dataset, so that a long run keeps what it measured
+        write_markdown(args.out.with_suffix(".md"), rows, meta)
     print(args.out)
 
 
