@@ -3,8 +3,9 @@
 The public API is re-exported here; see the README for a tour.
 """
 
-from . import conditioning, data, metrics, models, oracle
+from . import conditioning, consistency, data, metrics, models, oracle
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
+from .consistency import ConsistencyModel
 from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
 from .metrics import frechet_distance
@@ -52,4 +53,6 @@ __all__ = [
     "Checkpoint",
     "classifier_guidance",
     "classifier_free_guidance",
+    "consistency",
+    "ConsistencyModel",
 ]
