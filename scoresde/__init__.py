@@ -7,12 +7,14 @@ changes no global state: no matplotlib backend, RNG, thread count or warnings fi
 from . import (
     _import_guard,  # first: it undoes, below, the warning filters the dependencies set on import
     conditioning,
+    consistency,
     data,
     metrics,
     models,
     oracle,
 )
 from .conditioning import classifier_free_guidance, classifier_guidance, colorize, inpaint
+from .consistency import ConsistencyModel
 from .editing import decode, encode, img2img, interpolate
 from .likelihood import BitsPerDim, LikelihoodResult, Quantization, bits_per_dim, log_likelihood
 from .losses import ddpm_loss, dsm_loss, dsm_loss_per_sample, ncsn_loss
@@ -71,4 +73,6 @@ __all__ = [
     "Checkpoint",
     "classifier_guidance",
     "classifier_free_guidance",
+    "consistency",
+    "ConsistencyModel",
 ]

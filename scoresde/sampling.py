@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .models.parameterization import check_score_sde
+from .consistency.parameterization import check_model_kind
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS, grids
 from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
@@ -147,8 +147,8 @@ def sample(
         raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-    check_score_sde(sde, score_fn)  # a ScoreModel knows the SDE it was trained under
     solver = make_solver(solver, **solver_options)
+    check_model_kind(sde, score_fn, solver, eps)  # a Score/ConsistencyModel knows its SDE and what it outputs
     times = _grid(sde, solver, eps, steps, nfe, times, start)
     solver.check(sde)
     if device is None:
@@ -178,13 +178,13 @@ def sample(
                 noise=noise_source,
             )
             score.budget = None  # the final denoising call is outside the solve's budget
-            if denoise:
+            if denoise and getattr(solver, "final_denoise", True):  # a consistency sampler ends on f(x, eps)
                 out = tweedie_denoise(sde, score, out, float(times[-1]))
                 if not bool(torch.isfinite(out).all()):
                     raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
         return out, traj
 
     (out, traj), wall = timed(run, x.device)
-    extras = solver.describe() | {"denoise": denoise} | stats
+    extras = solver.describe() | {"denoise": denoise and getattr(solver, "final_denoise", True)} | stats
     info = SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, traj)
     return out, info

@@ -102,6 +102,10 @@ def validate_train(config: DictConfig) -> None:
     integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
     eval_settings(c["eval"])
     built("train", c["train"])
+    if c.get("consistency") is not None:  # train=consistency_*: the student's settings and the teacher
+        from ._consistency import validate_consistency
+
+        validate_consistency(c)
     sde = built("sde", c["sde"])
     solver = built("solver", c["solver"])
     steps = c["sample"]["steps"] or solver.default_steps

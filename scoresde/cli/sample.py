@@ -28,6 +28,7 @@ from .._instantiate import instantiate
 from ..distributed import SamplingInterrupted, sample_sharded
 from ..solvers.schedule_file import schedule_for_checkpoint
 from ..training.checkpoint import load_checkpoint
+from ._consistency import sampling_solver, solver_overridden
 from ._runtime import CONF_DIR, SettingError, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
 from .snapshots import SampleSnapshot
 
@@ -87,10 +88,13 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
             raise SettingError(str(err)) from err
         log.info("wrote %s and %s", path, path.with_suffix(".npz"))
         return path
+    # a consistency checkpoint samples with Algorithm 1 (solver=consistency) to its own eps
+    solver = sampling_solver(ckpt.model, instantiate(config["solver"]), solver_overridden())
+    extra = {"eps": ckpt.model.eps} if getattr(ckpt.model, "is_consistency_model", False) else {}
     writer = SampleSnapshot(
         run_dir,
         ckpt.event_shape,
-        instantiate(config["solver"]),
+        solver,
         n=int(cfg.n),
         steps=cfg.steps,
         kind=kind,
@@ -99,15 +103,15 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
         seed=int(cfg.seed),
     )
     log.info("checkpoint %s (step %d, %s weights), solver %s", ckpt.path, ckpt.step, "EMA" if cfg.ema else "raw",
-             config["solver"].get("_target_"))  # fmt: skip
+             type(solver).__name__)  # fmt: skip
     times = None
     if cfg.get("grid") == "optimized":  # the schedule `python -m scoresde.schedule` saved beside the checkpoint
         times = schedule_for_checkpoint(ckpt.path, writer.solver, cfg.get("nfe"), 1e-3).times
     try:
         x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                                  batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,
-                                 steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress),
-                                 times=times)  # fmt: skip
+                                 steps=cfg.steps, nfe=cfg.get("nfe"), progress=bool(cfg.progress), times=times,
+                                 **extra)  # fmt: skip
     except SamplingInterrupted as stop:
         if stop.samples is None:
             raise KeyboardInterrupt(f"no batch of {cfg.get('batch_size') or cfg.n} samples had finished") from None

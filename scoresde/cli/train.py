@@ -25,6 +25,7 @@ from ..likelihood.divergence import choose_divergence
 from ..training.evaluation import evaluate_likelihood
 from ..training.interrupt import TrainingInterrupted
 from ..training.trainer import Trainer
+from ._consistency import build_student, is_consistency_run
 from ._preflight import resume_checkpoint, take_notes
 from ._runtime import (
     CONF_DIR,
@@ -82,8 +83,14 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
                            f"examples of {dataset.name}: pass train.batch_size={len(dataset.train)} or less, or give "
                            "more data")  # fmt: skip
     sde = instantiate(config["sde"])
-    model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
+    teacher = None
+    if is_consistency_run(config):  # train=consistency_*: a student ConsistencyModel, its teacher's score
+        model, teacher = build_student(config, sde, dataset.event_shape, runtime.device)
+    else:
+        model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
     train_config = instantiate(config["train"])
+    if teacher is not None:
+        train_config.objective.teacher = teacher
     if runtime.is_main:
         log.info("run directory: %s", run_dir)
         log.info("data: %s, %d train / %d test, event shape %s", dataset.name, len(dataset.train),
@@ -98,13 +105,14 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         dataset.event_shape,
         instantiate(config["solver"]),
         n=int(cfg.sample.n),
-        steps=cfg.sample.steps,
+        steps=config["consistency"].get("sample_steps", 1) if is_consistency_run(config) else cfg.sample.steps,
         kind=kind,
         data_range=dataset.data_range,
         reference=dataset.train[:4000] if kind == "points" else None,
         seed=int(cfg.seed),
         save_arrays=True,
-        sample_options={"progress": bool(cfg.progress)},  # a bar over the solver steps of every sample grid
+        # a bar over the solver steps of every sample grid; a consistency model samples to its own eps
+        sample_options={"progress": bool(cfg.progress)} | ({"eps": model.eps} if is_consistency_run(config) else {}),
     )
     trainer = Trainer(
         model,
@@ -136,6 +144,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     summary: dict[str, Any] = {"step": result.step, "steps_this_run": result.steps_run, "final_loss": result.loss,
                                "final_loss_steps": result.loss_steps, "steps_per_s": result.steps_per_s,
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
+    if hasattr(train_config.objective, "teacher_calls") and result.steps_run:  # consistency distillation's cost
+        summary["teacher_calls_per_step"] = train_config.objective.teacher_calls / result.steps_run
     if runtime.world_size > 1:
         summary["replica_deviation"] = result.replica_deviation
         if runtime.is_main:
@@ -149,6 +159,9 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         shutil.copyfile(snapshot.last, run_dir / "samples_final.png")
         log.info("samples: %s", run_dir / "samples_final.png")
     n_test = min(int(cfg.eval.n_test), len(dataset.test))
+    if n_test > 0 and is_consistency_run(config):
+        log.info("no test likelihood: a consistency model has no score (evaluate its teacher)")
+        n_test = 0
     if n_test > 0:
         options = {k: v for k, v in config["eval"].items() if k not in ("n_test", "exact_max_dim")}
         options["progress"] = bool(cfg.progress)  # a bar over [eps, T] of the likelihood solve

@@ -165,7 +165,15 @@ class RePaint(Replacement):
         return super().describe() | {"resamplings": self.resamplings}
 
 
-METHODS: dict[str, type[ConditionalMethod]] = {"replacement": Replacement, "repaint": RePaint, "smc": ParticleFilter}
+def _consistency_editing() -> type[ConditionalMethod]:
+    """Algorithm 4 of Song et al. 2023 for a consistency model (scoresde.consistency imports this package)."""
+    from ..consistency.editing import ConsistencyEditing
+
+    return ConsistencyEditing
+
+
+METHODS: dict[str, type[ConditionalMethod]] = {"replacement": Replacement, "repaint": RePaint, "smc": ParticleFilter,
+                                               "consistency": _consistency_editing()}  # fmt: skip
 """The ``method`` names of :func:`inpaint` and :func:`~scoresde.colorize`."""
 
 
@@ -192,8 +200,9 @@ def inpaint(
         y: Observed data, shape (B, *event_shape); only the entries where ``mask`` is True are used.
         mask: Boolean, True where observed; shape (B, *event_shape) or event_shape (one mask for all samples).
         method: "replacement" (the paper's; :class:`Replacement`), "repaint" (:class:`RePaint`), "smc" (a particle
-            filter that converges to p(x | y); :class:`~scoresde.conditioning.smc.ParticleFilter`) or a
-            ConditionalMethod object.
+            filter that converges to p(x | y); :class:`~scoresde.conditioning.smc.ParticleFilter`), "consistency"
+            (Algorithm 4 of Song et al. 2023 with a ConsistencyModel as ``score_fn``;
+            :class:`~scoresde.consistency.editing.ConsistencyEditing`) or a ConditionalMethod object.
         generator: Random generator for every draw (on y's device).
         nfe: Budget of score evaluations per sample; the largest step count within it is used (never more).
         steps: Grid intervals instead of a budget (default: the method's).

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..consistency.parameterization import check_model_kind
 from ..sampling import tweedie_denoise
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
@@ -129,6 +130,7 @@ def sample_conditional(
         raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    check_model_kind(sde, score_fn, method, eps)  # a consistency model only with method="consistency", and back
     obs = observation.bind(y)
     if generator is not None and generator.device.type != y.device.type:
         raise ValueError(f"generator is on {generator.device} but y is on {y.device}")

@@ -189,6 +189,14 @@ class ScoreModel(nn.Module):
 
 
 def check_score_sde(sde: SDE, score_fn: object) -> None:
-    """Raise ValueError if ``score_fn`` is a :class:`ScoreModel` built for another SDE; other callables pass."""
+    """Raise ValueError if ``score_fn`` is a :class:`ScoreModel` built for another SDE; other callables pass.
+
+    A consistency model (``is_consistency_model``) has no score: TypeError naming what it is.
+    """
+    if getattr(score_fn, "is_consistency_model", False):
+        raise TypeError(
+            "score_fn is a consistency model: it maps x_t to the trajectory's end x_eps and has no score; "
+            "likelihoods, guidance and score-based solvers need a score model (e.g. its teacher)"
+        )
     if isinstance(score_fn, ScoreModel):
         score_fn.check_sde(sde)

@@ -44,6 +44,14 @@ from .schedule import optimize_schedule
 from .schedule_file import Schedule, load_schedule, save_schedule, schedule_path
 from .unipc import UniPC
 
+
+def _consistency_sampler() -> type[Solver]:
+    """Algorithm 1 of Song et al. 2023 (scoresde.consistency imports this package, hence the late import)."""
+    from ..consistency.sampler import ConsistencySampler
+
+    return ConsistencySampler
+
+
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
     "pc": PredictorCorrector,
@@ -60,6 +68,7 @@ SOLVERS: dict[str, type[Solver]] = {
     "dpm_solver": DPMSolver,
     "unipc": UniPC,
     "ddim": DDIM,
+    "consistency": _consistency_sampler(),
 }
 
 __all__ = [

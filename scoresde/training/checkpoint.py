@@ -317,7 +317,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     config = state["config"]
     event_shape = tuple(int(n) for n in state["event_shape"])
     sde = instantiate(config["sde"])
-    model = build_score_model(config["model"], sde, event_shape)
+    if config.get("consistency") is not None:  # a consistency model (train=consistency_*), not a score model
+        from ..consistency.build import build_consistency_model
+
+        model = build_consistency_model(config["model"], config["consistency"], sde, event_shape)
+    else:
+        model = build_score_model(config["model"], sde, event_shape)
     weights = state["ema"]["model"] if ema else state["model"]
     load_state_checked(model, weights, what="EMA" if ema else "model", differences=[])
     model.to(map_location).eval().requires_grad_(False)

@@ -198,6 +198,8 @@ class Trainer:
             "data_order": self.order.state_dict(),
             "world_size": self.world,
             "config": self.run_config,
+            # objectives with state of their own (a consistency objective's step and EMA target network)
+            "objective": self.config.objective.state_dict() if hasattr(self.config.objective, "state_dict") else None,
         }
 
     def resume(self, path: str | Path) -> None:
@@ -231,6 +233,8 @@ class Trainer:
         if self.scaler is not None and state["grad_scaler"] is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
         self.order.load_state_dict(state["data_order"])
+        if state.get("objective") is not None and hasattr(self.config.objective, "load_state_dict"):
+            self.config.objective.load_state_dict(state["objective"])
         set_rng_state(state["rng"], {"noise": self.noise, "data_order": self.order.generator})
         self.step = int(state["step"])
         if self.rank == 0 and self.metrics_path is not None and self.metrics_path.exists():

@@ -1,0 +1,189 @@
+"""Consistency functions for every linear SDE: f(x, t) = c_skip(t) x + c_out(t) F(x, t) with f(x, eps) = x exactly.
+
+A consistency function maps any point x_t of a probability-flow ODE trajectory to the trajectory's point x_eps at
+the end time eps (Song, Dhariwal, Chen & Sutskever 2023, eq. 3). EDM's scaled state x_tilde = x / m(t) moves along
+the trajectory with noise level sigma = s(t) / m(t) (see :mod:`scoresde.solvers.edm`), so we write the
+parameterisation in sigma for every SDE and map back with m(eps):
+
+    f(x, t) = m(eps) [c_skip(sigma) x_tilde + c_out(sigma) F(x, t)],     sigma = sigma(t),  sigma_min = sigma(eps).
+
+Three output layers (the network F never sees the SDE; only this wrapper does):
+
+* ``"edm"``: the paper's c_skip = sigma_data^2 / ((sigma - sigma_min)^2 + sigma_data^2),
+  c_out = sigma_data (sigma - sigma_min) / sqrt(sigma^2 + sigma_data^2) (paper, appendix C).
+* ``"eps"``: F predicts the noise, f = m(eps) [x_tilde - (sigma - sigma_min) F]: one DDIM step from sigma to
+  sigma_min. An eps-predicting score network (the library's default) initialises it to its own one-step map.
+* ``"x0"``: F predicts the clean data, f = m(eps) [c_skip x_tilde + (1 - c_skip) F] with the paper's c_skip.
+
+Each gives c_skip(sigma_min) = 1 and c_out(sigma_min) = 0 in floating point, so the boundary condition
+f(x, eps) = x holds exactly, not just approximately.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .._utils import append_dims, batch_time
+from ..sde import SDE
+
+
+class ConsistencyOutput(abc.ABC):
+    """The coefficients c_skip(sigma), c_out(sigma) of the scaled output c_skip x_tilde + c_out F."""
+
+    @abc.abstractmethod
+    def coefficients(self, sigma: Tensor, sigma_min: Tensor) -> tuple[Tensor, Tensor]:
+        """(c_skip, c_out) for noise levels sigma, each of sigma's shape; c_skip = 1, c_out = 0 at sigma_min."""
+
+
+def _c_skip(sigma: Tensor, sigma_min: Tensor, sigma_data: float) -> Tensor:
+    return sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+
+
+class EDMOutput(ConsistencyOutput):
+    """The paper's c_skip, c_out (Song et al. 2023, app. C) with data scale ``sigma_data``."""
+
+    def __init__(self, sigma_data: float) -> None:
+        self.sigma_data = sigma_data
+
+    def coefficients(self, sigma: Tensor, sigma_min: Tensor) -> tuple[Tensor, Tensor]:
+        sd = self.sigma_data
+        return _c_skip(sigma, sigma_min, sd), sd * (sigma - sigma_min) * torch.rsqrt(sigma**2 + sd**2)
+
+
+class EpsOutput(ConsistencyOutput):
+    """F predicts the noise: one DDIM step to sigma_min, c_skip = 1, c_out = -(sigma - sigma_min)."""
+
+    def coefficients(self, sigma: Tensor, sigma_min: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.ones_like(sigma), sigma_min - sigma
+
+
+class X0Output(ConsistencyOutput):
+    """F predicts the clean data: c_skip as the paper's, c_out = 1 - c_skip."""
+
+    def __init__(self, sigma_data: float) -> None:
+        self.sigma_data = sigma_data
+
+    def coefficients(self, sigma: Tensor, sigma_min: Tensor) -> tuple[Tensor, Tensor]:
+        c_skip = _c_skip(sigma, sigma_min, self.sigma_data)
+        return c_skip, 1 - c_skip
+
+
+OUTPUTS = ("edm", "eps", "x0")
+"""The accepted ``output`` names of :class:`ConsistencyModel`."""
+
+
+class ConsistencyModel(nn.Module):
+    """A network wrapped into a consistency function ``forward(x, t) -> x_eps`` for a given SDE and end time eps.
+
+    The network is called as ``net(c_in * x, c)`` exactly as :class:`scoresde.models.ScoreModel` calls it (c_in =
+    1 / sqrt(m^2 + s^2), c = (num_levels - 1) t / T), so a score network's weights fit a student of the same
+    architecture (consistency distillation and tuning start from them).
+
+    Args:
+        net: A network ``net(x, time_input)`` returning a tensor of x's shape.
+        sde: The forward SDE whose probability-flow ODE the function inverts.
+        eps: The end time, where f(x, eps) = x; sampling uses it as the grid's last time.
+        output: ``"edm"`` (default, the paper's), ``"eps"`` or ``"x0"``; see the module docstring.
+        sigma_data: Data scale in c_skip, c_out (paper: 0.5 for images in [-1, 1]).
+        num_levels: The network's time scale [0, num_levels - 1] (as ScoreModel's).
+        scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
+
+    Shapes: x (B, *event_shape), t a float or a (B,) tensor in [eps, T]; returns (B, *event_shape) in x's dtype.
+    """
+
+    is_consistency_model = True  # read by the score-only entry points to refuse this model with a clear error
+
+    def __init__(
+        self,
+        net: nn.Module,
+        sde: SDE,
+        *,
+        eps: float = 1e-3,
+        output: str = "edm",
+        sigma_data: float = 0.5,
+        num_levels: int = 1000,
+        scale_input: bool = True,
+    ) -> None:
+        super().__init__()
+        if not callable(net):
+            raise TypeError(f"net must be a callable module, got {type(net).__name__}")
+        if not isinstance(sde, SDE):
+            raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
+            raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
+        if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float)) or not sigma_data > 0:
+            raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
+        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        self.net, self.sde, self.eps, self.output = net, sde, float(eps), output
+        self.sigma_data, self.num_levels, self.scale_input = float(sigma_data), num_levels, bool(scale_input)
+        self._output = {"edm": EDMOutput(self.sigma_data), "eps": EpsOutput(), "x0": X0Output(self.sigma_data)}[output]
+
+    def extra_repr(self) -> str:
+        return (
+            f"sde={self.sde!r}, eps={self.eps}, output={self.output!r}, sigma_data={self.sigma_data}, "
+            f"num_levels={self.num_levels}, scale_input={self.scale_input}"
+        )
+
+    def check_sde(self, sde: SDE) -> None:
+        """Raise ValueError unless ``sde`` is the SDE this model was built for (same class and parameters)."""
+        if sde is not self.sde and (type(sde) is not type(self.sde) or repr(sde) != repr(self.sde)):
+            raise ValueError(f"this consistency model was built for {self.sde!r} but is used with {sde!r}")
+
+    @property
+    def num_classes(self) -> int | None:
+        """K of a label-conditional network, None for an unconditional one."""
+        return getattr(self.net, "num_classes", None)
+
+    def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
+        """f(x, t): the estimate of the trajectory's point at eps, shape of x (f(x, eps) = x exactly)."""
+        t = batch_time(t, x)
+        m, s = self.sde.mean_scale(t), self.sde.std(t)  # (B,)
+        t_eps = torch.full_like(t, self.eps)  # m(eps), sigma(eps) by the same expressions as at t, so that
+        m_eps, s_eps = self.sde.mean_scale(t_eps), self.sde.std(t_eps)  # at t = eps the ratios are exactly 1, 0
+        c_skip, c_out = self._output.coefficients(s / m, s_eps / m_eps)
+        c_in = torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
+        x_in, c = append_dims(c_in, x.ndim) * x, t * ((self.num_levels - 1) / self.sde.T)
+        param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
+        if param is not None and param.is_floating_point() and param.dtype != x.dtype:
+            x_in, c = x_in.to(param.dtype), c.to(param.dtype)
+        out = (self.net(x_in, c) if y is None else self.net(x_in, c, y)).to(x.dtype)
+        if out.shape != x.shape:
+            raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
+        skip, scale = append_dims(c_skip * (m_eps / m), x.ndim), append_dims(c_out * m_eps, x.ndim)
+        return skip * x + scale * out
+
+
+def check_model_kind(sde: SDE, fn: object, solver: object, eps: float) -> None:
+    """Refuse a model that does not output what ``solver`` consumes, or that belongs to another SDE or eps.
+
+    ``solver`` is a Solver or a conditional method. One with ``model_kind = "consistency"`` takes a consistency
+    function; every other one a score. A
+    :class:`ConsistencyModel` given to a score solver, or a :class:`~scoresde.models.ScoreModel` given to a
+    consistency sampler, raises TypeError; plain callables pass (e.g. an oracle's exact flow map).
+    """
+    from ..models.parameterization import ScoreModel, check_score_sde
+
+    wants = getattr(solver, "model_kind", "score")
+    if getattr(fn, "is_consistency_model", False):
+        if wants != "consistency":
+            raise TypeError(
+                f"score_fn is a consistency model (it maps x_t to x_eps, it is not a score): use solver='consistency' "
+                f"(sample) or method='consistency' (inpaint, colorize), got {type(solver).__name__}"
+            )
+        fn.check_sde(sde)  # type: ignore[attr-defined]
+        if not math.isclose(float(eps), fn.eps, rel_tol=1e-9, abs_tol=0.0):  # type: ignore[attr-defined]
+            raise ValueError(f"eps={eps} but this consistency model's boundary is at eps={fn.eps}: pass eps={fn.eps}")
+        return
+    if wants == "consistency" and isinstance(fn, ScoreModel):
+        raise TypeError(
+            f"{type(solver).__name__} needs a consistency function f(x, t) -> x_eps, got a ScoreModel; distil one with "
+            "scoresde.consistency (train=consistency_distillation teacher=RUN), or use a score-based solver or method"
+        )
+    check_score_sde(sde, fn)

@@ -1,0 +1,146 @@
+"""The consistency CLI: train=consistency_distillation|consistency_training|consistency_tuning, teacher checks before
+anything is written, resume, and python -m scoresde.sample on a consistency checkpoint (tiny 2-D runs)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scoresde
+from scoresde.consistency import ConsistencyModel
+
+SLOW = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data=gaussian", "data.dataset.n_train=256", "data.dataset.n_test=32", "model=mlp", "model.net.width=16",
+        "model.net.num_blocks=1", "train.steps=6", "train.batch_size=32", "train.checkpoint_every=3",
+        "train.log_every=2", "sample.n=8", "progress=false", "device=cpu"]  # fmt: skip
+
+
+def _cli(module, *args, cwd, ok=True):
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "SCORESDE_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    else:
+        assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny score model of data=gaussian (VP), the teacher of the runs below."""
+    where = tmp_path_factory.mktemp("teacher")
+    _cli("scoresde.train", *TINY, "eval.n_test=0", "sample.steps=3", "solver=euler_maruyama",
+         f"hydra.run.dir={where / 'run'}", cwd=where)  # fmt: skip
+    return where / "run"
+
+
+@pytest.mark.slow
+def test_distillation_from_a_checkpoint_then_sampling(teacher, tmp_path):
+    run = tmp_path / "cd"
+    _cli("scoresde.train", *TINY, "train=consistency_distillation", f"teacher={teacher}", f"hydra.run.dir={run}",
+         cwd=tmp_path)  # fmt: skip
+    ckpt = scoresde.load_checkpoint(run)
+    assert isinstance(ckpt.model, ConsistencyModel) and ckpt.model.output == "eps"  # the teacher's prediction
+    assert (run / "samples_final.png").exists()
+    log = (run / "train.log").read_text()
+    assert "starts from the teacher's EMA weights" in log and "no test likelihood" in log
+    out = tmp_path / "samples"
+    _cli("scoresde.sample", f"ckpt={run}", "steps=1", "n=50", "progress=false", f"hydra.run.dir={out}",
+         cwd=tmp_path)  # fmt: skip
+    arrays = np.load(out / "samples.npz")
+    assert arrays["samples"].shape == (50, 2) and int(arrays["nfe"]) == 1
+    proc = _cli("scoresde.sample", f"ckpt={run}", "solver=ode", "n=4", "progress=false",
+                f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path, ok=False)  # fmt: skip
+    assert "solver=consistency" in proc.stderr
+    proc = _cli("scoresde.likelihood", f"ckpt={run}", "progress=false", f"hydra.run.dir={tmp_path / 'll'}",
+                cwd=tmp_path, ok=False)  # fmt: skip
+    assert "consistency model" in proc.stderr
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_run(teacher, tmp_path):
+    """The objective's step and EMA target go into the checkpoints: resuming at step 3 gives step 6's weights."""
+    args = [*TINY, "train=consistency_distillation", f"teacher={teacher}"]
+    _cli("scoresde.train", *args, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    state = torch.load(tmp_path / "a" / "checkpoints" / "ckpt_00000006.pt", weights_only=False)
+    assert state["objective"]["step"] == 6 and state["objective"]["target"] is not None
+    (tmp_path / "b").mkdir()
+    for name in ("checkpoints", ".hydra"):
+        shutil.copytree(tmp_path / "a" / name, tmp_path / "b" / name)
+    (tmp_path / "b" / "checkpoints" / "ckpt_00000006.pt").unlink()
+    _cli("scoresde.train", *args, "resume=true", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)
+    resumed = torch.load(tmp_path / "b" / "checkpoints" / "ckpt_00000006.pt", weights_only=False)
+    for key, value in state["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, msg=key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("train", ["consistency_training", "consistency_tuning"])
+def test_training_and_tuning_run(teacher, tmp_path, train):
+    extra = [f"teacher={teacher}"] if train == "consistency_tuning" else []
+    _cli("scoresde.train", *TINY, f"train={train}", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    ckpt = scoresde.load_checkpoint(tmp_path / "run")
+    assert ckpt.model.output == ("eps" if extra else "edm")
+    x, info = scoresde.sample(ckpt.sde, ckpt.model, (5, 2), solver="consistency", steps=2)
+    assert info.nfe == 2 and torch.isfinite(x).all()
+
+
+@pytest.mark.slow
+def test_teacher_oracle(tmp_path):
+    _cli("scoresde.train", *TINY, "train=consistency_distillation", "teacher=oracle",
+         f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert scoresde.load_checkpoint(tmp_path / "run").model.output == "edm"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train=consistency_distillation"], "teacher: train=ConsistencyDistillation needs"),
+        pytest.param(["train=consistency_tuning"], "teacher: train=ConsistencyTuning needs", marks=SLOW),
+        (["train=consistency_distillation", "teacher=/no/such/run"], "no such checkpoint"),
+        pytest.param(
+            ["train=consistency_distillation", "teacher=oracle", "data=moons"],
+            "teacher=oracle needs a dataset",
+            marks=SLOW,
+        ),
+        pytest.param(
+            ["train=consistency_tuning", "teacher=oracle"], "teacher=oracle is for consistency distillation", marks=SLOW
+        ),
+        pytest.param(
+            ["train=consistency_distillation", "teacher=oracle", "consistency.output=score"],
+            "consistency.output",
+            marks=SLOW,
+        ),
+        pytest.param(
+            ["train=consistency_distillation", "teacher=oracle", "train.objective.solver=pc"],
+            "deterministic",
+            marks=SLOW,
+        ),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, args, message):
+    proc = _cli("scoresde.train", *TINY, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
+    assert message in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_teacher_of_another_sde_or_shape_or_corrupt_is_refused(teacher, tmp_path):
+    base = [*TINY, "train=consistency_distillation", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = _cli("scoresde.train", *base, f"teacher={teacher}", "sde=ve", cwd=tmp_path, ok=False)
+    assert "was trained for VPSDE" in proc.stderr and "sde=" in proc.stderr
+    proc = _cli("scoresde.train", *base, f"teacher={teacher}", "data.dataset.dim=3", cwd=tmp_path, ok=False)
+    assert "shape (2,)" in proc.stderr and "(3,)" in proc.stderr
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = _cli("scoresde.train", *base, f"teacher={bad}", cwd=tmp_path, ok=False)
+    assert "cannot be loaded" in proc.stderr
+    assert not (tmp_path / "run").exists()
