@@ -100,6 +100,11 @@ def validate_train(config: DictConfig) -> None:
     integer("sample.n", c["sample"]["n"], 1)
     integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
     eval_settings(c["eval"])
+    sigma_data = c["model"].get("sigma_data")
+    if sigma_data not in (None, "auto") and (isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float))
+                                             or not math.isfinite(sigma_data) or sigma_data <= 0):  # fmt: skip
+        raise ValueError(f"model.sigma_data must be auto (measured from the training data), null or a positive "
+                         f"finite number, got {sigma_data!r}")  # fmt: skip
     built("train", c["train"])
     sde = built("sde", c["sde"])
     solver = built("solver", c["solver"])

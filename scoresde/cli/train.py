@@ -22,6 +22,7 @@ from torch import nn
 
 from .._instantiate import build_score_model, instantiate
 from ..likelihood.divergence import choose_divergence
+from ..models.parameterization import measure_sigma_data
 from ..training.evaluation import evaluate_likelihood
 from ..training.snapshots import SampleSnapshot
 from ..training.trainer import Trainer
@@ -68,6 +69,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))  # the initial weights (DDP broadcasts rank 0's anyway)
     dataset = instantiate(config["data"]["dataset"])
     sde = instantiate(config["sde"])
+    if config["model"].get("sigma_data") == "auto":  # EDM's sigma_data, measured once and stored in the checkpoint
+        config["model"]["sigma_data"] = measure_sigma_data(dataset.train)
     model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
     train_config = instantiate(config["train"])
     if runtime.is_main:
