@@ -52,7 +52,8 @@ class LogVarianceHead(nn.Module):
     """EDM2's learned per-noise-level uncertainty u(sigma) (Karras et al. 2024, sec. 5.1 and app. B.2).
 
     u(sigma) = w . sqrt(2) cos(2 pi (f c_noise + phi)), c_noise = ln(sigma) / 4, with fixed random frequencies
-    f ~ N(0, 1) and phases phi ~ U(0, 1) (buffers) and a trained linear read-out w initialised to zero (u = 0 at the start).
+    f ~ N(0, 1) and phases phi ~ U(0, 1) (buffers) and a trained linear read-out w initialised to zero (u = 0
+    at the start).
 
     Args:
         channels: Number of Fourier features.
