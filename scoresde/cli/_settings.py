@@ -20,7 +20,7 @@ from ..likelihood.ode import METHODS
 from ._runtime import plain_config, resolve_device
 
 DIVERGENCE_CHOICES = ("auto", *sorted(DIVERGENCES))
-EVAL_KEYS = ("n_test", "divergence", "exact_max_dim", "rtol", "atol", "eps", "method", "n_probes")
+EVAL_KEYS = ("n_test", "divergence", "exact_max_dim", "rtol", "atol", "eps", "method", "n_probes", "draws")
 
 
 def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> None:
@@ -89,6 +89,8 @@ def eval_settings(e: dict[str, Any]) -> None:
         choice("eval.method", e["method"], METHODS)
     if "n_probes" in e:
         integer("eval.n_probes", e["n_probes"], 1)
+    if "draws" in e:
+        integer("eval.draws", e["draws"], 1)
 
 
 def validate_train(config: DictConfig) -> None:
