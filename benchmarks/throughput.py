@@ -101,7 +101,8 @@ def main() -> None:
         for case, (data_name, model_name, batch) in CASES.items():
             dataset = instantiate(_yaml("data", data_name)["dataset"])
             torch.manual_seed(0)
-            model = build_score_model(_yaml("model", model_name), scoresde.VPSDE(), dataset.event_shape)
+            model = build_score_model(_yaml("model", model_name), scoresde.VPSDE(), dataset.event_shape,
+                                      data=dataset.train)  # fmt: skip
             params = sum(p.numel() for p in model.parameters())
             common = {"machine": machine, "device": str(device), "threads": threads, "case": case, "params": params}
             rate = train_rate(model, dataset.train, batch, args.train_steps, device)

@@ -81,14 +81,24 @@ def instantiate(spec: Any, **kwargs: Any) -> Any:
     return spec
 
 
-def build_score_model(model_config: Mapping[str, Any], sde: SDE, event_shape: tuple[int, ...]) -> nn.Module:
+def build_score_model(
+    model_config: Mapping[str, Any], sde: SDE, event_shape: tuple[int, ...], data: Any = None
+) -> nn.Module:
     """A ``scoresde.models.ScoreModel`` from a model config: ``net`` (a ``_target_`` block without event_shape)
-    plus the wrapper's keyword arguments (``prediction``, ``time_input``, ...; see
-    :class:`~scoresde.models.ScoreModel`)."""
+    plus the wrapper's keyword arguments (``prediction``, ``time_input``, ``sigma_data``, ...; see
+    :class:`~scoresde.models.ScoreModel`).
+
+    ``sigma_data: auto`` is measured from ``data`` (the training split, (N, *event_shape)); it needs ``data``.
+    """
     from .models import ScoreModel
+    from .models.parameterization import measure_sigma_data
 
     if "net" not in model_config:
         raise ValueError(f"the model config needs a 'net' block, got keys {sorted(model_config)}")
     net = instantiate(model_config["net"], event_shape=tuple(event_shape))
     wrapper_args = {k: v for k, v in model_config.items() if k != "net"}
+    if wrapper_args.get("sigma_data") == "auto":
+        if data is None:
+            raise ValueError("model.sigma_data=auto is measured from the training data: pass data= (or a number)")
+        wrapper_args["sigma_data"] = measure_sigma_data(data)
     return ScoreModel(net, sde, **wrapper_args)

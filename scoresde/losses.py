@@ -7,10 +7,17 @@ Continuous DSM (Song et al. 2021, eq. 7): with t ~ U(eps, T), x_t = m(t) x_0 + s
 since the kernel's score is -z / s(t). ``weighting="standard"`` takes lambda(t) = s(t)^2, so the
 summand is || s(t) s_theta + z ||^2; ``weighting="likelihood"`` takes lambda(t) = g(t)^2, which makes the
 loss an upper bound on the negative log-likelihood (Song, Durkan, Murray & Ermon 2021, Thm. 1).
+
+EDM's recipe (Karras et al. 2022, sec. 5) goes through the change of variables sigma = s(t) / m(t): the denoiser
+D = (x_t + s^2 s_theta) / m estimates x_0 with error D - x_0 = sigma (s s_theta + z), so EDM's loss
+lambda(sigma) || D - x_0 ||^2 with lambda = 1 / c_out^2 = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 is
+(sigma^2 + sigma_data^2) / sigma_data^2 || s s_theta + z ||^2 (``weighting="edm"``), and its log-normal noise
+levels ln sigma ~ N(P_mean, P_std^2) become t = sigma^{-1}(sigma) of the SDE at hand (``noise="lognormal"``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -19,7 +26,8 @@ from torch import Tensor
 from ._utils import append_dims, check_finite
 from .sde import SDE, ScoreFn
 
-_WEIGHTINGS = ("standard", "likelihood")
+_WEIGHTINGS = ("standard", "likelihood", "edm")
+_NOISES = ("uniform", "lognormal")
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -67,6 +75,69 @@ def sample_time_importance(
     return t.to(like.dtype), torch.full((batch,), weight, dtype=like.dtype, device=like.device)
 
 
+def sample_time_lognormal(
+    sde: SDE,
+    batch: int,
+    *,
+    eps: float,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    generator: torch.Generator | None = None,
+    like: Tensor,
+) -> Tensor:
+    """EDM's noise levels ln sigma ~ N(P_mean, P_std^2) (Karras et al. 2022, table 1) as times of ``sde``: (batch,).
+
+    sigma is clipped to the SDE's range [sigma(eps), sigma(T)] and mapped to t = sigma^{-1}(sigma); computed in
+    float64, returned in ``like``'s dtype.
+    """
+    lo = sde.sigma(torch.tensor(eps, dtype=torch.float64))
+    hi = sde.sigma(torch.tensor(sde.T, dtype=torch.float64))
+    n = torch.randn(batch, generator=generator, dtype=torch.float64, device=like.device)
+    sigma = torch.exp(p_mean + p_std * n).clamp(float(lo), float(hi))
+    return sde.t_from_sigma(sigma).clamp(eps, sde.T).to(like.dtype)
+
+
+def _check_lognormal(p_mean: float, p_std: float) -> None:
+    for name, value in (("p_mean", p_mean), ("p_std", p_std)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if p_std <= 0:
+        raise ValueError(f"p_std must be positive, got {p_std!r}")
+
+
+def check_dsm_options(
+    *,
+    weighting: str = "standard",
+    importance_sampling: bool = False,
+    reduce: str = "mean",
+    noise: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float | None = None,
+) -> None:
+    """Raise ValueError naming the first bad setting of :func:`dsm_loss` (every one but eps, which needs the SDE)."""
+    _check_choice("reduce", reduce, _REDUCTIONS)
+    _check_choice("weighting", weighting, _WEIGHTINGS)
+    _check_choice("noise", noise, _NOISES)
+    if not isinstance(importance_sampling, bool):
+        raise ValueError(f"importance_sampling must be true or false, got {importance_sampling!r}")
+    if importance_sampling and (weighting != "likelihood" or noise != "uniform"):
+        raise ValueError("importance_sampling=True is for weighting='likelihood' with noise='uniform' (it samples t "
+                         "from g^2/s^2 in place of U(eps, T))")  # fmt: skip
+    if weighting == "edm":
+        if sigma_data is None:
+            raise ValueError("weighting='edm' needs sigma_data (the data's standard deviation)")
+        _check_sigma_data(sigma_data)
+    if noise == "lognormal":
+        _check_lognormal(p_mean, p_std)
+
+
+def _check_sigma_data(value: object) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"sigma_data must be a positive finite number, got {value!r}")
+
+
 def dsm_loss_per_sample(
     sde: SDE,
     score_fn: ScoreFn,
@@ -77,18 +148,26 @@ def dsm_loss_per_sample(
     weighting: str = "standard",
     importance_sampling: bool = False,
     generator: torch.Generator | None = None,
-) -> Tensor:
-    """Per-sample continuous DSM loss, shape (B,); see :func:`dsm_loss` for the arguments."""
+    noise: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float | None = None,
+    return_time: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Per-sample continuous DSM loss, shape (B,); see :func:`dsm_loss` for the arguments.
+
+    With ``return_time`` it returns (loss, t), t of shape (B,) the sampled times.
+    """
     _check_data(x0)
-    _check_choice("reduce", reduce, _REDUCTIONS)
-    _check_choice("weighting", weighting, _WEIGHTINGS)
+    check_dsm_options(weighting=weighting, importance_sampling=importance_sampling, reduce=reduce, noise=noise,
+                      p_mean=p_mean, p_std=p_std, sigma_data=sigma_data)  # fmt: skip
     if not 0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
-    if importance_sampling and weighting != "likelihood":
-        raise ValueError("importance_sampling=True is for weighting='likelihood' (it samples t from g^2/s^2)")
     batch = x0.shape[0]
     if importance_sampling:
         t, weight = sample_time_importance(sde, batch, eps=eps, generator=generator, like=x0)
+    elif noise == "lognormal":
+        t = sample_time_lognormal(sde, batch, eps=eps, p_mean=p_mean, p_std=p_std, generator=generator, like=x0)
     else:
         t = sample_time_uniform(sde, batch, eps=eps, generator=generator, like=x0)
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
@@ -100,10 +179,14 @@ def dsm_loss_per_sample(
     # lambda(t) ||score + z/s||^2 written as w(t) ||s score + z||^2 with w = lambda / s^2
     residual = _reduce_dims((append_dims(std, x0.ndim) * score + z) ** 2, reduce)
     if weighting == "standard":
-        return residual
-    if importance_sampling:
-        return weight * residual
-    return sde.g2(t) / std**2 * residual
+        loss = residual
+    elif weighting == "edm":  # lambda = 1 / c_out^2 on ||D - x_0||^2 = sigma^2 ||s score + z||^2
+        loss = (1 + (std / sde.mean_scale(t)) ** 2 / sigma_data**2) * residual
+    elif importance_sampling:
+        loss = weight * residual
+    else:
+        loss = sde.g2(t) / std**2 * residual
+    return (loss, t) if return_time else loss
 
 
 def dsm_loss(
@@ -116,6 +199,10 @@ def dsm_loss(
     weighting: str = "standard",
     importance_sampling: bool = False,
     generator: torch.Generator | None = None,
+    noise: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float | None = None,
 ) -> Tensor:
     """Continuous denoising score-matching loss (Song et al. 2021, eq. 7), averaged over the batch.
 
@@ -125,10 +212,15 @@ def dsm_loss(
         x0: Clean data, shape (B, *event_shape).
         eps: Smallest time sampled; t ~ U(eps, T).
         reduce: ``"mean"`` or ``"sum"`` of the squared error over the data dims.
-        weighting: ``"standard"`` (lambda = s^2) or ``"likelihood"`` (lambda = g^2).
+        weighting: ``"standard"`` (lambda = s^2), ``"likelihood"`` (lambda = g^2) or ``"edm"`` (EDM's
+            lambda = 1 / c_out^2 on the denoiser error; needs ``sigma_data``).
         importance_sampling: With likelihood weighting, draw t from p(t) ~ g^2 / s^2 and reweight,
             which has the same expectation and a far lower variance.
         generator: Random generator for t and z.
+        noise: ``"uniform"`` (t ~ U(eps, T), the paper's) or ``"lognormal"`` (EDM's ln sigma ~ N(p_mean, p_std^2),
+            t = sigma^{-1}(sigma), clipped to [eps, T]).
+        p_mean, p_std: The log-normal's parameters (EDM: -1.2, 1.2).
+        sigma_data: The data's standard deviation, for ``weighting="edm"``.
 
     Returns:
         A scalar tensor.
@@ -142,6 +234,10 @@ def dsm_loss(
         weighting=weighting,
         importance_sampling=importance_sampling,
         generator=generator,
+        noise=noise,
+        p_mean=p_mean,
+        p_std=p_std,
+        sigma_data=sigma_data,
     ).mean()
 
 

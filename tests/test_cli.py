@@ -91,7 +91,7 @@ def test_every_default_config_composes_and_builds(sde, data):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = plain_config(compose("config", overrides=[f"sde={sde}", f"data={data}", f"model={model}"]))
     dataset = instantiate(cfg["data"]["dataset"])
-    built = build_score_model(cfg["model"], instantiate(cfg["sde"]), dataset.event_shape)
+    built = build_score_model(cfg["model"], instantiate(cfg["sde"]), dataset.event_shape, data=dataset.train)
     x = dataset.train[:3]
     assert built(x, torch.full((3,), 0.5)).shape == x.shape
     assert instantiate(cfg["train"]).steps > 0

@@ -21,7 +21,7 @@ from ..solvers.base import check_steps_or_nfe
 from ._runtime import plain_config, resolve_device
 
 DIVERGENCE_CHOICES = ("auto", *sorted(DIVERGENCES))
-EVAL_KEYS = ("n_test", "divergence", "exact_max_dim", "rtol", "atol", "eps", "method", "n_probes")
+EVAL_KEYS = ("n_test", "divergence", "exact_max_dim", "rtol", "atol", "eps", "method", "n_probes", "draws")
 
 
 def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> None:
@@ -90,6 +90,8 @@ def eval_settings(e: dict[str, Any]) -> None:
         choice("eval.method", e["method"], METHODS)
     if "n_probes" in e:
         integer("eval.n_probes", e["n_probes"], 1)
+    if "draws" in e:
+        integer("eval.draws", e["draws"], 1)
 
 
 def validate_train(config: DictConfig) -> None:
@@ -101,6 +103,11 @@ def validate_train(config: DictConfig) -> None:
     integer("sample.n", c["sample"]["n"], 1)
     integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
     eval_settings(c["eval"])
+    sigma_data = c["model"].get("sigma_data")
+    if sigma_data not in (None, "auto") and (isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float))
+                                             or not math.isfinite(sigma_data) or sigma_data <= 0):  # fmt: skip
+        raise ValueError(f"model.sigma_data must be auto (measured from the training data), null or a positive "
+                         f"finite number, got {sigma_data!r}")  # fmt: skip
     built("train", c["train"])
     if c.get("consistency") is not None:  # train=consistency_*: the student's settings and the teacher
         from ._consistency import validate_consistency

@@ -22,6 +22,7 @@ from torch import nn
 
 from .._instantiate import build_score_model, instantiate
 from ..likelihood.divergence import choose_divergence
+from ..models.parameterization import measure_sigma_data
 from ..training.evaluation import evaluate_likelihood
 from ..training.interrupt import TrainingInterrupted
 from ..training.trainer import Trainer
@@ -83,6 +84,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
                            f"examples of {dataset.name}: pass train.batch_size={len(dataset.train)} or less, or give "
                            "more data")  # fmt: skip
     sde = instantiate(config["sde"])
+    if config["model"].get("sigma_data") == "auto":  # EDM's sigma_data, measured once and stored in the checkpoint
+        config["model"]["sigma_data"] = measure_sigma_data(dataset.train)
     teacher = None
     if is_consistency_run(config):  # train=consistency_*: a student ConsistencyModel, its teacher's score
         model, teacher = build_student(config, sde, dataset.event_shape, runtime.device)

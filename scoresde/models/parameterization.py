@@ -9,6 +9,19 @@ and the three usual targets give the score by (Ho et al. 2020 eq. 11; Song et al
     prediction="score":  score = net(x, c)
     prediction="eps":    score = -eps_hat / s(t)                       ("division by the marginal std")
     prediction="x0":     score = (m(t) x0_hat - x_t) / s(t)^2
+    prediction="edm":    EDM's preconditioned denoiser (Karras et al. 2022, eq. 7 and table 1), see below
+
+EDM preconditioning for any linear SDE goes through the kernel's change of variables sigma = s(t) / m(t),
+x^ = x_t / m(t) (then x^ = x_0 + sigma z, the variance-exploding form EDM works in):
+
+    D(x^; sigma) = c_skip(sigma) x^ + c_out(sigma) F(c_in(sigma) x^; c_noise),
+    c_skip = sigma_data^2 / (sigma^2 + sigma_data^2),  c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2),
+    c_in = 1 / sqrt(sigma^2 + sigma_data^2),
+
+so the network's input c_in x^ = x_t / sqrt(s^2 + m^2 sigma_data^2) and its target have unit variance at every
+noise level, and the implied estimate of x_0 never leaves the data's scale by more than c_out |F| (eps prediction
+divides by m(t), about 0.007 at t = 1 under VP). D estimates x_0, so score = (m D - x_t) / s^2, written as
+(c_out F / sigma^2 - x^ / (sigma^2 + sigma_data^2)) / m to stay finite as sigma -> 0.
 
 Networks never see the SDE; only this wrapper does.
 """
@@ -16,6 +29,7 @@ Networks never see the SDE; only this wrapper does.
 from __future__ import annotations
 
 import abc
+import math
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +67,64 @@ class X0Prediction(Prediction):
         return (m * out - x) / s**2
 
 
-PREDICTIONS: dict[str, type[Prediction]] = {"score": ScorePrediction, "eps": EpsPrediction, "x0": X0Prediction}
+class EDMPrediction(Prediction):
+    """EDM's preconditioned denoiser D = c_skip x^ + c_out F through sigma = s / m, x^ = x / m (module docstring).
+
+    Args:
+        sigma_data: The data's standard deviation (a positive number; the ScoreModel passes its own).
+    """
+
+    def __init__(self, sigma_data: float | Tensor = 1.0) -> None:
+        self.sigma_data = sigma_data
+
+    def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(c_skip, c_out, c_in) at noise level sigma (Karras et al. 2022, table 1), each of sigma's shape."""
+        sd2 = self.sigma_data**2
+        norm = torch.rsqrt(sigma**2 + sd2)
+        return sd2 * norm**2, sigma * self.sigma_data * norm, norm
+
+    def denoise(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        """D(x^; sigma) = c_skip x^ + c_out F, the estimate of x_0 (shape of x)."""
+        c_skip, c_out, _ = self.coefficients(s / m)
+        return c_skip * (x / m) + c_out * out
+
+    def to_score(self, out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
+        sigma, sd = s / m, self.sigma_data
+        return (sd * out / (sigma * torch.sqrt(sigma**2 + sd**2)) - (x / m) / (sigma**2 + sd**2)) / m
+
+
+PREDICTIONS: dict[str, type[Prediction]] = {
+    "score": ScorePrediction,
+    "eps": EpsPrediction,
+    "x0": X0Prediction,
+    "edm": EDMPrediction,
+}
+
+
+def measure_sigma_data(data: Tensor) -> float:
+    """EDM's sigma_data: the standard deviation of the training data over all examples and dimensions.
+
+    Args:
+        data: Training data, shape (N, *event_shape), N >= 2.
+
+    Returns:
+        A positive float.
+    """
+    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 2:
+        raise ValueError("sigma_data is measured from training data of shape (N, *event_shape) with N >= 2")
+    value = float(data.double().std())
+    return check_sigma_data(value)
+
+
+def check_sigma_data(value: object) -> float:
+    """``value`` as a float if it is a positive finite number, else ValueError naming sigma_data."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = float(value)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"sigma_data must be a positive finite number (or 'auto': measured from the data), "
+                         f"got {value!r}")  # fmt: skip
+    return float(value)
 
 
 class TimeInput(abc.ABC):
@@ -95,18 +166,21 @@ class ScoreModel(nn.Module):
     The network is called as ``net(c_in * x, c)``, where
 
     * c is the time input (see ``time_input``): (num_levels - 1) t / T, rounded for ``"discrete"``;
-    * c_in = 1 / sqrt(m(t)^2 + s(t)^2) if ``scale_input`` (the default), else 1. This keeps the network's input
-      at about unit scale for data of unit scale (EDM's c_in with sigma_data = 1, Karras et al. 2022). It is
-      exactly 1 for the VP SDE (m^2 + s^2 = 1), close to 1 for sub-VP, and 1 / sqrt(1 + s^2) for VE, whose
-      x_t otherwise reaches sigma_max.
+    * c_in = 1 / sqrt(s(t)^2 + m(t)^2 sigma_data^2) if ``scale_input`` (the default), else 1: EDM's c_in of x^
+      (Karras et al. 2022), which keeps the network's input at unit scale. Without ``sigma_data`` it is taken as 1,
+      so c_in = 1 / sqrt(m^2 + s^2): exactly 1 for the VP SDE, close to 1 for sub-VP, 1 / sqrt(1 + s^2) for VE.
 
     Args:
         net: A network ``net(x, time_input)`` returning a tensor of x's shape.
         sde: The forward SDE whose m(t), s(t) convert the output.
-        prediction: ``"eps"`` (default), ``"score"`` or ``"x0"``; see the module docstring.
+        prediction: ``"eps"`` (default), ``"score"``, ``"x0"`` or ``"edm"`` (EDM preconditioning: needs
+            ``sigma_data`` and ``scale_input``); see the module docstring.
         time_input: ``"continuous"`` (default) or ``"discrete"``.
         num_levels: Number of discrete levels N; sets the network's time scale [0, N - 1] in both cases.
-        scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
+        scale_input: Whether to multiply x by c_in before the network.
+        sigma_data: The data's standard deviation (:func:`measure_sigma_data`), a positive finite number; kept as
+            the buffer ``sigma_data`` of the state dict (so checkpoints carry it). None (allowed for every
+            prediction but ``"edm"``): no buffer, and c_in uses 1 in its place.
 
     Shapes: x (B, *event_shape), t a float or a (B,) tensor in [0, T]; returns (B, *event_shape) in x's dtype.
     The network runs in its own parameter dtype (a float64 solver may call a float32 network); m(t), s(t) and the
@@ -122,6 +196,7 @@ class ScoreModel(nn.Module):
         time_input: str = "continuous",
         num_levels: int = 1000,
         scale_input: bool = True,
+        sigma_data: float | None = None,
     ) -> None:
         super().__init__()
         if not callable(net):
@@ -134,8 +209,15 @@ class ScoreModel(nn.Module):
             raise ValueError(f"time_input must be one of {sorted(TIME_INPUTS)}, got {time_input!r}")
         if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
             raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        if prediction == "edm" and (sigma_data is None or not scale_input):
+            raise ValueError("prediction='edm' needs sigma_data (a positive number, or 'auto' in the CLI's model "
+                             "config) and scale_input=True")  # fmt: skip
         self.net = net
         self.sde = sde
+        if sigma_data is not None:
+            self.register_buffer("sigma_data", torch.tensor(check_sigma_data(sigma_data), dtype=torch.float64))
+        else:
+            self.sigma_data = None
         self.prediction = prediction
         self.time_input = time_input
         self.num_levels = num_levels
@@ -147,6 +229,7 @@ class ScoreModel(nn.Module):
         return (
             f"sde={self.sde!r}, prediction={self.prediction!r}, time_input={self.time_input!r}, "
             f"num_levels={self.num_levels}, scale_input={self.scale_input}"
+            + (f", sigma_data={float(self.sigma_data):.4g}" if self.sigma_data is not None else "")
         )
 
     def check_sde(self, sde: SDE) -> None:
@@ -167,7 +250,34 @@ class ScoreModel(nn.Module):
         return self._input_scale(self.sde.mean_scale(t), self.sde.std(t))
 
     def _input_scale(self, m: Tensor, s: Tensor) -> Tensor:
-        return torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
+        if not self.scale_input:
+            return torch.ones_like(m)
+        sd2 = 1.0 if self.sigma_data is None else self.sigma_data.to(m) ** 2
+        return torch.rsqrt(s**2 + m**2 * sd2)
+
+    def _converter(self, like: Tensor) -> Prediction:
+        if self.prediction == "edm":
+            return EDMPrediction(self.sigma_data.to(like))
+        return self._prediction
+
+    def _net_output(self, x: Tensor, t: Tensor, y: Tensor | None, m: Tensor, s: Tensor) -> Tensor:
+        x_in, c = append_dims(self._input_scale(m, s), x.ndim) * x, self.net_time(t)
+        param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
+        if param is not None and param.is_floating_point() and param.dtype != x.dtype:
+            x_in, c = x_in.to(param.dtype), c.to(param.dtype)  # e.g. float64 ODE solvers around a float32 net
+        out = (self.net(x_in, c) if y is None else self.net(x_in, c, y)).to(x.dtype)
+        if out.shape != x.shape:
+            raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
+        return out
+
+    def denoise(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
+        """The implied estimate of x_0, E[x_0 | x_t] = (x_t + s^2 score) / m (Tweedie); shape of x."""
+        t = batch_time(t, x)
+        m, s = append_dims(self.sde.mean_scale(t), x.ndim), append_dims(self.sde.std(t), x.ndim)
+        if self.prediction == "edm":
+            out = self._net_output(x, t, y, m.reshape(-1), s.reshape(-1))
+            return self._converter(x).denoise(out, x, m, s)
+        return (x + s**2 * self(x, t, y)) / m
 
     @property
     def num_classes(self) -> int | None:
@@ -178,14 +288,8 @@ class ScoreModel(nn.Module):
         """The score grad_x log p_t(x), or grad_x log p_t(x | y) for labels y of shape (B,); shape of x."""
         t = batch_time(t, x)
         m, s = self.sde.mean_scale(t), self.sde.std(t)  # (B,) each, computed once per call
-        x_in, c = append_dims(self._input_scale(m, s), x.ndim) * x, self.net_time(t)
-        param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
-        if param is not None and param.is_floating_point() and param.dtype != x.dtype:
-            x_in, c = x_in.to(param.dtype), c.to(param.dtype)  # e.g. float64 ODE solvers around a float32 net
-        out = (self.net(x_in, c) if y is None else self.net(x_in, c, y)).to(x.dtype)
-        if out.shape != x.shape:
-            raise ValueError(f"net returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
-        return self._prediction.to_score(out, x, append_dims(m, x.ndim), append_dims(s, x.ndim))
+        out = self._net_output(x, t, y, m, s)
+        return self._converter(x).to_score(out, x, append_dims(m, x.ndim), append_dims(s, x.ndim))
 
 
 def check_score_sde(sde: SDE, score_fn: object) -> None:

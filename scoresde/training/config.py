@@ -46,6 +46,12 @@ class TrainConfig:
         grad_clip: Clip the global gradient norm to this value (None disables clipping).
         ema_decay: Decay of the weight average used for sampling and evaluation.
         ema_warmup: Ramp the EMA decay as min(d, (1 + n) / (10 + n)).
+        ema_halflife: EDM's EMA instead: a half-life in training images (:class:`~scoresde.training.ema.HalfLifeEMA`);
+            None keeps ``ema_decay``.
+        ema_rampup: The half-life's ramp-up ratio in [0, 1) (EDM: 0.05).
+        ema_sigma_rel: EDM2's power-function EMA instead, of this relative width in (0, 0.28)
+            (:class:`~scoresde.training.ema.PowerEMA`); every checkpoint is then a snapshot for post-hoc
+            reconstruction (:func:`~scoresde.training.ema.posthoc_average`).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (fp16 with a gradient scaler).
         objective: ``objective(model, x0, generator) -> loss``, e.g. :class:`scoresde.training.objectives.DSMObjective`.
         log_every: Steps between metrics.jsonl lines (loss averaged over them).
@@ -66,6 +72,9 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True
+    ema_halflife: float | None = None
+    ema_rampup: float = 0.05
+    ema_sigma_rel: float | None = None
     precision: str = "fp32"
     objective: Callable[..., Tensor] = field(default_factory=DSMObjective)
     log_every: int = 50
@@ -89,6 +98,15 @@ class TrainConfig:
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
         for beta in betas:
             _check_unit("adam_betas", beta)
+        if self.ema_halflife is not None:
+            _check_number("ema_halflife", self.ema_halflife, positive=True, what="a positive number of images or null")
+        _check_unit("ema_rampup", self.ema_rampup)
+        if self.ema_sigma_rel is not None:
+            ok = not isinstance(self.ema_sigma_rel, bool) and isinstance(self.ema_sigma_rel, (int, float))
+            if not ok or not 0 < self.ema_sigma_rel < 0.28:
+                raise ValueError(f"ema_sigma_rel must lie in (0, 0.28) or be null, got {self.ema_sigma_rel!r}")
+            if self.ema_halflife is not None:
+                raise ValueError("set at most one of ema_sigma_rel (EDM2 power EMA) and ema_halflife (EDM's)")
         if not isinstance(self.ema_warmup, bool):
             raise ValueError(f"ema_warmup must be true or false, got {self.ema_warmup!r}")
         _check_number("label_dropout", self.label_dropout, positive=False)

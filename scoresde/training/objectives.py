@@ -13,11 +13,13 @@ learns both s(x, t, y) and the unconditional s(x, t, null) that classifier-free 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims
-from ..losses import ddpm_loss, dsm_loss, ncsn_loss
+from ..losses import check_dsm_options, ddpm_loss, dsm_loss_per_sample, ncsn_loss
 from ..sde import VESDE, VPSDE
 
 
@@ -46,31 +48,97 @@ def _labelled(model: nn.Module, y: Tensor | None):
     return model if y is None else lambda x, t: model(x, t, y)
 
 
-class DSMObjective:
-    """Continuous denoising score matching (Song et al. 2021, eq. 7); see :func:`scoresde.dsm_loss`.
+class LogVarianceHead(nn.Module):
+    """EDM2's learned per-noise-level uncertainty u(sigma) (Karras et al. 2024, sec. 5.1 and app. B.2).
+
+    u(sigma) = w . sqrt(2) cos(2 pi (f c_noise + phi)), c_noise = ln(sigma) / 4, with fixed random frequencies
+    f ~ N(0, 1) and phases phi ~ U(0, 1) (buffers) and a trained linear read-out w initialised to zero (u = 0
+    at the start).
 
     Args:
-        eps: Smallest time sampled, t ~ U(eps, T).
-        weighting: ``"standard"`` (lambda = s^2) or ``"likelihood"`` (lambda = g^2).
+        channels: Number of Fourier features.
+        seed: Seeds the fixed frequencies and phases.
+    """
+
+    def __init__(self, channels: int = 128, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(channels, generator=gen))
+        self.register_buffer("phases", torch.rand(channels, generator=gen))
+        self.linear = nn.Linear(channels, 1, bias=False)
+        nn.init.zeros_(self.linear.weight)
+
+    def forward(self, sigma: Tensor) -> Tensor:
+        """sigma: (B,) -> u(sigma): (B,)."""
+        c_noise = (sigma.log() / 4).to(self.freqs.dtype)
+        features = math.sqrt(2) * torch.cos(2 * math.pi * (c_noise[:, None] * self.freqs + self.phases))
+        return self.linear(features).squeeze(1)
+
+
+class DSMObjective(nn.Module):
+    """Continuous denoising score matching (Song et al. 2021, eq. 7) with a choice of noise levels and weighting.
+
+    See :func:`scoresde.dsm_loss`. Which to pick (docs/guides/training.md): ``noise="lognormal"`` with
+    ``weighting="edm"`` (EDM, Karras et al. 2022) trains the denoiser where it matters for sampling;
+    ``uncertainty=True`` adds EDM2's learned weighting (Karras et al. 2024, eq. 21),
+    L / exp(u(sigma)) + u(sigma), which balances the noise levels by their own loss; ``weighting="likelihood"``
+    with ``importance_sampling`` (Song, Durkan, Murray & Ermon 2021) targets the likelihood bound.
+
+    Args:
+        eps: Smallest time sampled.
+        weighting: ``"standard"`` (lambda = s^2), ``"likelihood"`` (lambda = g^2) or ``"edm"`` (1 / c_out^2).
         importance_sampling: With likelihood weighting, sample t from g^2 / s^2 (lower variance).
         reduce: ``"mean"`` or ``"sum"`` over the data dims.
+        noise: ``"uniform"`` t ~ U(eps, T), or ``"lognormal"`` ln sigma ~ N(p_mean, p_std^2).
+        p_mean, p_std: EDM's log-normal parameters.
+        uncertainty: Learn EDM2's per-noise-level log-variance u(sigma) (a :class:`LogVarianceHead`, trained with
+            the model and kept in checkpoints under ``objective``).
+        sigma_data: For ``weighting="edm"``: the data's standard deviation; None takes the model's
+            (``model.sigma_data``, measured from the data) or, for a model without one, 1.
     """
 
     def __init__(
-        self, eps: float = 1e-5, weighting: str = "standard", importance_sampling: bool = False, reduce: str = "mean"
+        self,
+        eps: float = 1e-5,
+        weighting: str = "standard",
+        importance_sampling: bool = False,
+        reduce: str = "mean",
+        noise: str = "uniform",
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+        uncertainty: bool = False,
+        sigma_data: float | None = None,
     ) -> None:
+        super().__init__()
+        if not isinstance(uncertainty, bool):
+            raise ValueError(f"uncertainty must be true or false, got {uncertainty!r}")
+        check_dsm_options(weighting=weighting, importance_sampling=importance_sampling, reduce=reduce, noise=noise,
+                          p_mean=p_mean, p_std=p_std, sigma_data=1.0 if sigma_data is None else sigma_data)  # fmt: skip
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"eps must be a positive number below the SDE's T, got {eps!r}")
         self.eps, self.weighting, self.importance_sampling, self.reduce = eps, weighting, importance_sampling, reduce
+        self.noise, self.p_mean, self.p_std, self.sigma_data = noise, p_mean, p_std, sigma_data
+        self.logvar = LogVarianceHead() if uncertainty else None
 
     def __repr__(self) -> str:
         return (
             f"DSMObjective(eps={self.eps}, weighting={self.weighting!r}, "
-            f"importance_sampling={self.importance_sampling}, reduce={self.reduce!r})"
+            f"importance_sampling={self.importance_sampling}, reduce={self.reduce!r}, noise={self.noise!r}, "
+            f"p_mean={self.p_mean}, p_std={self.p_std}, uncertainty={self.logvar is not None})"
         )
 
-    def __call__(
+    def _sigma_data(self, model: nn.Module) -> float | None:
+        if self.weighting != "edm":
+            return None
+        if self.sigma_data is not None:
+            return self.sigma_data
+        own = getattr(model, "sigma_data", None)
+        return float(own) if own is not None else 1.0
+
+    def forward(
         self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None
     ) -> Tensor:
-        return dsm_loss(
+        loss, t = dsm_loss_per_sample(
             model.sde,
             _labelled(model, y),
             x0,
@@ -79,7 +147,16 @@ class DSMObjective:
             weighting=self.weighting,
             importance_sampling=self.importance_sampling,
             generator=generator,
+            noise=self.noise,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            sigma_data=self._sigma_data(model),
+            return_time=True,
         )
+        if self.logvar is not None:
+            u = self.logvar(model.sde.sigma(t)).to(loss.dtype)
+            loss = loss / u.exp() + u
+        return loss.mean()
 
 
 def _check_discrete(model: nn.Module, objective: str, predictions: tuple[str, ...]) -> None:

@@ -36,7 +36,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import PRECISIONS, TrainConfig
-from .ema import EMA
+from .ema import make_ema
 from .interrupt import TrainingInterrupted, deferred_interrupt
 from .objectives import drop_labels
 
@@ -166,14 +166,27 @@ class Trainer:
         self.snapshot, self.run_config, self.progress = snapshot, run_config or {}, progress
         self.transform = transform
         self.model = model.to(self.device)
+        if isinstance(config.objective, nn.Module):
+            config.objective.to(self.device)
         self.module: nn.Module = _ObjectiveModule(self.model, config.objective)
         if self.world > 1:  # broadcasts rank 0's weights, so the replicas (and their EMAs) start equal
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
-        self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        self.ema = make_ema(
+            self.model,
+            decay=config.ema_decay,
+            warmup=config.ema_warmup,
+            halflife=config.ema_halflife,
+            rampup=config.ema_rampup,
+            sigma_rel=config.ema_sigma_rel,
+            batch_size=config.batch_size,
         )
+        # the model's parameters and the objective's own, if any (EDM2's learned uncertainty weighting)
+        self.objective_params = list(config.objective.parameters()) if isinstance(config.objective, nn.Module) else []
+        self.optimizer = torch.optim.AdamW(
+            [*self.model.parameters(), *self.objective_params], lr=config.lr, betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.order = BatchOrder(data.shape[0], config.batch_size, rank=self.rank, world_size=self.world, seed=seed)
         self.data = data.to(self.device)
@@ -191,6 +204,7 @@ class Trainer:
             "step": self.step,
             "event_shape": list(self.data.shape[1:]),
             "model": self.model.state_dict(),
+            **({"objective": self.config.objective.state_dict()} if self.objective_params else {}),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.scaler.state_dict() if self.scaler else None,
@@ -228,6 +242,8 @@ class Trainer:
                 for bad in damaged:
                     set_aside(bad)
         load_state_checked(self.model, state["model"], what="model", differences=diffs)
+        if self.objective_params and "objective" in state:
+            self.config.objective.load_state_dict(state["objective"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["grad_scaler"] is not None:
@@ -284,7 +300,7 @@ class Trainer:
         else:
             loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        grad_norm = float(nn.utils.clip_grad_norm_([*self.model.parameters(), *self.objective_params], clip))
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the step on inf/NaN gradients and lowers the scale
             self.scaler.update()

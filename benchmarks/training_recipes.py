@@ -1,0 +1,213 @@
+"""Training recipes side by side on the oracle datasets: the library's against NVlabs/edm's own loss code.
+
+Every recipe trains the same network (``scoresde.models.MLP`` with conf/model/mlp.yaml's settings) on the same data
+with the same optimiser settings (AdamW 2e-3, 100 warm-up steps, clip 1, batch 128), steps and seed, through the
+library's :class:`~scoresde.training.Trainer`, and is sampled and evaluated through the library's SDE:
+
+* ``paper``: eps prediction, t ~ U(eps, T), lambda = s^2, EMA 0.999 (before issue 16; ``train=paper``);
+* ``edm``: EDM preconditioning through the SDE (``prediction=edm``, sigma_data measured from the data), log-normal
+  sigma (P_mean -1.2, P_std 1.2), lambda = 1 / c_out^2;
+* ``edm2``: ``edm`` plus EDM2's learned uncertainty weighting (Karras et al. 2024);
+* ``nvlabs_edm``: NVlabs/edm's own ``training.loss.EDMLoss`` and ``training.networks.EDMPrecond`` (extracted at run
+  time at the pinned commit :data:`EDM_COMMIT` through ``benchmarks/provenance.py``; nothing copied), wrapping the
+  same MLP (found by EDMPrecond's own class lookup), with the same sigma_data, converted to a score of the SDE by
+  score = (m D(x / m; s / m) - x) / s^2.
+
+Measures: KL(p_data || p_model) in nats/dim on ``--n-test`` test points with the exact divergence (the ODE solve's
+own error, measured with the exact score at the same tolerance, subtracted), and Frechet distance / its floor (two
+exact sample sets) of ODE samples (``ode`` dopri5 and ``unipc`` at 20 NFE) and of ``dpmpp_2m_sde`` at 20 NFE, with the
+fraction of samples beyond the data's scale (|x| above the largest |x| of the training data).
+
+    SCORESDE_REFERENCE_ROOT=/path/to/snapshots OMP_NUM_THREADS=1 python benchmarks/training_recipes.py \\
+        --datasets mixture gaussian8 --sdes vp subvp ve --recipes paper edm edm2 nvlabs_edm --seed 0 --tag select
+
+``--seed`` seeds the data split and the training; settings are chosen on seed 0 and checked on seed 1 (held out).
+Writes benchmarks/results/training_recipes/<tag>.csv with provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import record, reference_repo, write_csv  # noqa: E402
+
+import scoresde  # noqa: E402
+from scoresde.data import gaussian, mixture  # noqa: E402
+from scoresde.metrics.frechet import frechet_distance  # noqa: E402
+from scoresde.models import MLP, ScoreModel  # noqa: E402
+from scoresde.models.parameterization import measure_sigma_data  # noqa: E402
+from scoresde.training import DSMObjective, TrainConfig, Trainer  # noqa: E402
+
+EDM_COMMIT = "008a4e5316c8e3bfe61a62f874bddba254295afb"
+RESULTS = Path(__file__).parent / "results" / "training_recipes"
+MLP_ARGS = {"width": 128, "num_blocks": 3, "time_embedding": "sinusoidal", "embed_dim": 64}
+DATASETS = {"mixture": (lambda seed: mixture(seed=seed), 9.0), "gaussian8": (lambda seed: gaussian(8, seed=seed), 8.7)}
+SDES = {"vp": lambda vmax: scoresde.VPSDE(), "subvp": lambda vmax: scoresde.SubVPSDE(),
+        "ve": lambda vmax: scoresde.VESDE(0.01, vmax)}  # fmt: skip
+
+
+def library_recipe(name: str, sde, data: torch.Tensor, event_shape) -> tuple[nn.Module, nn.Module]:
+    """(score model, objective) of one of the library's recipes."""
+    net = MLP(event_shape=event_shape, **MLP_ARGS)
+    if name == "paper":
+        return ScoreModel(net, sde, prediction="eps"), DSMObjective()
+    model = ScoreModel(net, sde, prediction="edm", sigma_data=measure_sigma_data(data))
+    return model, DSMObjective(weighting="edm", noise="lognormal", uncertainty=name == "edm2")
+
+
+class ReferenceScore(nn.Module):
+    """NVlabs/edm's EDMPrecond as a score of ``sde``: x^ = x / m, sigma = s / m, score = (m D(x^; sigma) - x) / s^2."""
+
+    def __init__(self, precond: nn.Module, sde) -> None:
+        super().__init__()
+        self.precond, self.sde = precond, sde
+
+    def check_sde(self, sde) -> None:  # the library's solvers ask score models for their SDE
+        pass
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
+        m, s = self.sde.mean_scale(t)[:, None], self.sde.std(t)[:, None]
+        d = self.precond((x / m).float()[:, :, None, None], (s / m).float()).reshape(x.shape).to(x.dtype)
+        return (m * d - x) / s**2
+
+
+class ScoresdeMLP(nn.Module):
+    """The library's MLP behind EDMPrecond's interface ``model(x, noise_labels, class_labels)`` on (B, D, 1, 1)."""
+
+    def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, event_shape=(2,)):
+        super().__init__()
+        self.net = MLP(event_shape=tuple(event_shape), **MLP_ARGS)
+
+    def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
+        return self.net(x.reshape(x.shape[0], -1), noise_labels).reshape(x.shape)
+
+
+class ReferenceObjective:
+    """NVlabs/edm's EDMLoss on data reshaped to (B, D, 1, 1) images, averaged (EDM sums; the mean only rescales)."""
+
+    def __init__(self, loss) -> None:
+        self.loss = loss
+
+    def __call__(self, model: ReferenceScore, x0: torch.Tensor, generator=None, y=None) -> torch.Tensor:
+        return self.loss(model.precond, x0[:, :, None, None]).mean()
+
+
+def reference_recipe(root: Path, sde, data: torch.Tensor, event_shape) -> tuple[nn.Module, ReferenceObjective]:
+    """EDMPrecond(MLP) and EDMLoss from the NVlabs/edm work tree at ``root``."""
+    sys.path.insert(0, str(root))
+    try:  # dnnlib.util imports requests for downloads this benchmark never makes
+        import requests  # noqa: F401
+    except ImportError:
+        sys.modules["requests"] = types.ModuleType("requests")
+    networks, loss = importlib.import_module("training.networks"), importlib.import_module("training.loss")
+
+    networks.ScoresdeMLP = ScoresdeMLP
+    sd = measure_sigma_data(data)
+    precond = networks.EDMPrecond(img_resolution=1, img_channels=event_shape[0], sigma_data=sd,
+                                  model_type="ScoresdeMLP", event_shape=tuple(event_shape))  # fmt: skip
+    return ReferenceScore(precond, sde), ReferenceObjective(loss.EDMLoss(sigma_data=sd))
+
+
+def kl_per_dim(sde, model, oracle, x: torch.Tensor, rtol: float) -> tuple[float, float]:
+    """KL(p_data || p_model) per dim on x: mean(log p - log q) / D minus the solver's own error, and its s.e."""
+    x = x.double()
+    with torch.enable_grad():
+        q = scoresde.log_likelihood(sde, model, x, divergence="exact", rtol=rtol, atol=rtol).logp
+        q_exact = scoresde.log_likelihood(sde, oracle.score_fn(sde), x, divergence="exact", rtol=rtol, atol=rtol).logp
+    p = oracle.log_prob(x)
+    gap = (p - q - (p - q_exact)).detach() / x.shape[1]  # the solver error (p - q_exact) subtracted per point
+    kl = float((p - q).mean() / x.shape[1] - (p - q_exact).mean() / x.shape[1])
+    return kl, float(gap.std() / math.sqrt(x.shape[0]))
+
+
+def sample_quality(sde, model, oracle, scale: float, n: int, seed: int) -> dict:
+    """FD / floor and the fraction beyond the data's scale for ode, unipc@20 and dpmpp_2m_sde@20."""
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    ref, ref2 = oracle.sample(n, generator=gen).double(), oracle.sample(n, generator=gen).double()
+
+    def fd(a: torch.Tensor, b: torch.Tensor) -> float:
+        return frechet_distance(a.mean(0).numpy(), a.T.cov().numpy(), b.mean(0).numpy(), b.T.cov().numpy())
+
+    floor, out = fd(ref, ref2), {}
+    for name, opts in (("ode", {"solver": "ode"}), ("unipc20", {"solver": "unipc", "nfe": 20}),
+                       ("dpmpp_2m_sde20", {"solver": "dpmpp_2m_sde", "nfe": 20})):  # fmt: skip
+        with torch.no_grad():
+            x, _ = scoresde.sample(sde, model, (n, ref.shape[1]), generator=torch.Generator().manual_seed(seed), **opts)
+        x = x.double()
+        finite = torch.isfinite(x).all(1)
+        out[f"fd_floor_{name}"] = fd(x[finite], ref) / floor if finite.sum() > 2 else float("inf")
+        out[f"beyond_{name}"] = float((x.norm(dim=1) > scale).double().mean() + (~finite).double().mean())
+        out[f"max_norm_{name}"] = float(x[finite].norm(dim=1).max())
+    return out
+
+
+def run_one(dataset: str, sde_name: str, recipe: str, seed: int, steps: int, n_test: int, n_samples: int,
+            rtol: float, edm_root: Path | None) -> dict:  # fmt: skip
+    make, vmax = DATASETS[dataset]
+    data = make(seed)
+    sde = SDES[sde_name](vmax)
+    torch.manual_seed(seed)
+    if recipe == "nvlabs_edm":
+        model, objective = reference_recipe(edm_root, sde, data.train, data.event_shape)
+    else:
+        model, objective = library_recipe(recipe, sde, data.train, data.event_shape)
+    config = TrainConfig(steps=steps, objective=objective, checkpoint_every=steps, log_every=max(steps // 4, 1))
+    start = time.perf_counter()
+    trainer = Trainer(model, data.train, config, seed=seed, progress=False)
+    result = trainer.fit()
+    train_s = time.perf_counter() - start
+    ema = trainer.ema.model.eval()
+    scale = float(data.train.norm(dim=1).max())
+    kl, kl_se = kl_per_dim(sde, ema, data.oracle, data.test[:n_test], rtol)
+    row = {"dataset": dataset, "sde": sde_name, "recipe": recipe, "seed": seed, "steps": steps, "kl": kl,
+           "kl_se": kl_se, "final_loss": result.loss, "train_s": train_s, "data_scale": scale}  # fmt: skip
+    row.update(sample_quality(sde, ema, data.oracle, scale, n_samples, seed))
+    row["total_s"] = time.perf_counter() - start
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--sdes", nargs="+", default=list(SDES), choices=list(SDES))
+    parser.add_argument("--recipes", nargs="+", default=["paper", "edm", "edm2", "nvlabs_edm"],
+                        choices=["paper", "edm", "edm2", "nvlabs_edm"])  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=400)
+    parser.add_argument("--n-samples", type=int, default=2000)
+    parser.add_argument("--rtol", type=float, default=1e-5)
+    parser.add_argument("--tag", default="select")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    edm_root = None
+    if "nvlabs_edm" in args.recipes:
+        edm_root = reference_repo("NVlabs/edm", EDM_COMMIT)
+    meta = record(threads=1, seed=args.seed, steps=args.steps, n_test=args.n_test, n_samples=args.n_samples,
+                  rtol=args.rtol, edm_commit=EDM_COMMIT)  # fmt: skip
+    rows, out = [], RESULTS / f"{args.tag}.csv"
+    for dataset in args.datasets:
+        for sde_name in args.sdes:
+            for recipe in args.recipes:
+                row = run_one(dataset, sde_name, recipe, args.seed, args.steps, args.n_test, args.n_samples,
+                              args.rtol, edm_root)  # fmt: skip
+                rows.append(row)
+                print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)  # fmt: skip
+                write_csv(out, rows, meta)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
