@@ -133,12 +133,10 @@ def _plotted(r: dict) -> float:
 
 
 def write_plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay as they were
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     per_row = varying_settings(rows)
     split = [k for k in ("ckpt_step", "num_samples") if k in per_row]  # one line per solver AND per such setting
     curve = lambda r: (r["label"], *(r.get(k) for k in split))  # noqa: E731
@@ -162,7 +160,6 @@ def write_plot(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_grids(rows: list[dict], out_dir: Path, n: int = 64) -> list[Path]:

@@ -169,3 +169,35 @@ def test_bad_settings_are_rejected():
         Trainer(TinyScore(VPSDE()), gaussian_data(16)[1], TrainConfig(batch_size=32), progress=False)
     with pytest.raises(ValueError, match="CUDA"):
         Trainer(TinyScore(VPSDE()), gaussian_data(64)[1], TrainConfig(batch_size=32, precision="bf16"), progress=False)
+
+
+def test_callbacks_see_every_logged_record_and_the_end_of_training(tmp_path):
+    """The trainer reports through callbacks: on_log with each metrics.jsonl record, on_fit_end once with the result."""
+    from scoresde.training import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.records, self.ends = [], []
+
+        def on_log(self, trainer, record):
+            self.records.append(record)
+
+        def on_fit_end(self, trainer, result):
+            self.ends.append((trainer.step, result.step))
+
+    recorder = Recorder()
+    result = _trainer(tmp_path, _config(steps=6, log_every=2), callbacks=[recorder]).fit()
+    logged = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert recorder.records == logged and [r["step"] for r in logged] == [2, 4, 6]
+    assert recorder.ends == [(6, 6)] and result.step == 6
+    assert not (tmp_path / "loss.png").exists()  # figures are the CLI's callback (LossCurve), not the trainer's
+
+
+def test_moved_names_say_where_they_went():
+    import scoresde.conditioning
+    import scoresde.training
+
+    with pytest.raises(AttributeError, match="scoresde.cli.snapshots.SampleSnapshot"):
+        scoresde.training.SampleSnapshot  # noqa: B018
+    with pytest.raises(AttributeError, match="scoresde.cli.tasks.Task"):
+        scoresde.conditioning.Task  # noqa: B018
