@@ -15,6 +15,7 @@ Both draw their noise from generators with the same seed in the same order, so t
 CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...), so a slow spell on
 a shared machine hits both; the ratio is of the least CPU time (one thread) of ``--repeats`` runs each, which other
 processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too).
+glibc's malloc thresholds are pinned first (:func:`pin_malloc`), so page faults do not fall at random on one side.
 Target: ratio <= 1.25.
 
 Likelihood (with ``SCORESDE_REFERENCE_ROOT``): ``log_likelihood`` on 2-D data (VP, a Gaussian target's exact
@@ -28,6 +29,7 @@ returning -std(t) x score, which its ``get_score_fn`` divides back. Target: rati
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import statistics
 import sys
@@ -208,6 +210,20 @@ def likelihood_rows(repeats: int, n: int = 1000) -> list[dict]:
     return rows
 
 
+def pin_malloc() -> bool:
+    """Fix glibc's mmap and trim thresholds at 1 GiB, so freed 2.5 MB temporaries are reused instead of unmapped.
+
+    Otherwise glibc maps every large temporary afresh while its adaptive threshold is low, and the page faults (half
+    of either loop's CPU time here) fall on whichever loop runs while it is low: a 2x noise that has nothing to do
+    with the loops. Returns False where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 30))  # M_MMAP_/M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -215,13 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-likelihood", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    pinned = pin_malloc()
     rows = sampling_rows(args.repeats)
     if not args.skip_likelihood:
         try:
             rows += likelihood_rows(max(3, args.repeats // 2))
         except FileNotFoundError as err:
             print(f"likelihood against the reference skipped: {err}", flush=True)
-    path = provenance.write_csv(args.out, rows, provenance.record(threads=1, repeats=args.repeats))
+    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned)
+    path = provenance.write_csv(args.out, rows, meta)
     print(f"wrote {path}")
 
 
