@@ -15,6 +15,7 @@ Both draw their noise from generators with the same seed in the same order, so t
 CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...), so a slow spell on
 a shared machine hits both; the ratio is of the least CPU time (one thread) of ``--repeats`` runs each, which other
 processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too).
+glibc's malloc thresholds are pinned first (:func:`pin_malloc`), so page faults do not fall at random on one side.
 Target: ratio <= 1.25.
 
 Likelihood (with ``SCORESDE_REFERENCE_ROOT``): ``log_likelihood`` on 2-D data (VP, a Gaussian target's exact
@@ -22,12 +23,16 @@ score, 1,000 points, float32, Rademacher Hutchinson estimator with one probe, RK
 against the reference implementation's ``likelihood.get_likelihood_fn`` (yang-song/score_sde_pytorch at
 :data:`REFERENCE_COMMIT`, extracted at run time by :func:`provenance.reference_repo`; its code is never copied
 here). The reference hard-codes image broadcasting, so it gets the same points as (B, 2, 1, 1) and a model
-returning -std(t) x score, which its ``get_score_fn`` divides back. Target: ratio <= 1.
+returning -std(t) x score, which its ``get_score_fn`` divides back. The NFE of each is stored too: the library's
+error norm is the max over samples of each sample's own (see :mod:`scoresde.likelihood.ode`), stricter than the
+reference's RMS over the flattened batch, so it may take more steps; ``ratio_per_nfe`` is the time per evaluation.
+Target: ratio <= 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import statistics
 import sys
@@ -182,14 +187,17 @@ def likelihood_rows(repeats: int, n: int = 1000) -> list[dict]:
             x = target.sample(n, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
             model = _ReferenceModel(score, sde)
 
-            def ours(score=score, x=x):
+            nfe: dict[str, int] = {}
+
+            def ours(score=score, x=x, nfe=nfe):
                 gen = torch.Generator().manual_seed(1)
                 res = scoresde.log_likelihood(sde, score, x, divergence="rademacher", generator=gen)
+                nfe["ours"] = res.nfe
                 return res.logp
 
-            def theirs(model=model, x=x):
+            def theirs(model=model, x=x, nfe=nfe):
                 torch.manual_seed(1)  # the reference draws its probes from the global generator
-                bpd, _, _ = ref_fn(model, x.reshape(n, 2, 1, 1))
+                bpd, _, nfe["reference"] = ref_fn(model, x.reshape(n, 2, 1, 1))
                 return -(bpd - offset) * 2 * math.log(2)  # back to nats, summed over the 2 dims
 
             state = torch.random.get_rng_state()
@@ -202,10 +210,26 @@ def likelihood_rows(repeats: int, n: int = 1000) -> list[dict]:
             finally:
                 torch.random.set_rng_state(state)
             res["max_abs_diff"] = None  # different probes: each is compared with the exact value instead
+            res["ours_nfe"], res["reference_nfe"] = nfe["ours"], nfe["reference"]
+            res["ratio_per_nfe"] = round(res["ratio"] * nfe["reference"] / nfe["ours"], 3)
             rows.append({"case": f"likelihood_2d_{name}_rademacher", "baseline": f"{REFERENCE}@{REFERENCE_COMMIT[:7]}",
                          "steps": None, "shape": f"{n}x2", **res})  # fmt: skip
             print(rows[-1], flush=True)
     return rows
+
+
+def pin_malloc() -> bool:
+    """Fix glibc's mmap and trim thresholds at 1 GiB, so freed 2.5 MB temporaries are reused instead of unmapped.
+
+    Otherwise glibc maps every large temporary afresh while its adaptive threshold is low, and the page faults (half
+    of either loop's CPU time here) fall on whichever loop runs while it is low: a 2x noise that has nothing to do
+    with the loops. Returns False where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 30))  # M_MMAP_/M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,13 +239,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-likelihood", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    pinned = pin_malloc()
     rows = sampling_rows(args.repeats)
     if not args.skip_likelihood:
         try:
-            rows += likelihood_rows(max(3, args.repeats // 2))
+            rows += likelihood_rows(args.repeats)
         except FileNotFoundError as err:
             print(f"likelihood against the reference skipped: {err}", flush=True)
-    path = provenance.write_csv(args.out, rows, provenance.record(threads=1, repeats=args.repeats))
+    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned)
+    path = provenance.write_csv(args.out, rows, meta)
     print(f"wrote {path}")
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ._utils import append_dims, batch_time, check_time_range, sum_except_batch
+from ._validation import is_int
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """A score function ``score_fn(x, t) -> Tensor`` with x of shape (B, ...) and t of shape (B,)."""
@@ -451,6 +452,6 @@ class VESDE(SDE):
 
 
 def _check_levels(N: int) -> int:
-    if isinstance(N, bool) or not isinstance(N, int) or N < 2:
+    if not is_int(N) or N < 2:
         raise ValueError(f"N (number of discrete levels) must be an integer >= 2, got {N!r}")
     return N

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
+from .._validation import is_int
+
 
 def config_dir() -> Path:
     """The config tree: ``scoresde/_conf`` inside an installed wheel, else the repository's top-level ``conf/``.
@@ -82,7 +84,7 @@ def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     dev = resolve_device(device, local_rank)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (not is_int(threads) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1 or null (all cores in sched_getaffinity), got {threads!r}")
     share = max(1, available_cores() // max(local_world, 1))  # never more threads than our cores
     n_threads = share if threads is None else min(threads, share)

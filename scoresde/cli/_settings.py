@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._instantiate import instantiate
+from .._validation import is_int, is_real
 from ..likelihood.divergence import DIVERGENCES
 from ..likelihood.ode import METHODS
 from ..solvers.base import check_steps_or_nfe
@@ -28,13 +29,13 @@ def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> N
     """An int >= minimum (or None, described by ``none``); bools and strings are refused."""
     if value is None and none is not None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         also = f" or null ({none})" if none else ""
         raise ValueError(f"{key} must be an integer >= {minimum}{also}, got {value!r}")
 
 
 def positive(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+    if not is_real(value) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{key} must be a positive finite number, got {value!r}")
 
 

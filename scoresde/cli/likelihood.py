@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .._instantiate import instantiate
+from .._validation import is_int
 from ..distributed import chunk_generator, gather_to_main, process_group, shard
 from ..likelihood.baselines import fit_baselines
 from ..likelihood.divergence import choose_divergence
@@ -39,7 +40,7 @@ log = logging.getLogger("scoresde.likelihood")
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
 

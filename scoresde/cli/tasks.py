@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._validation import is_int
 from ..solvers.base import Solver
 from ..training.checkpoint import Checkpoint
 from .plotting import save_image_grid
@@ -155,7 +156,7 @@ class _ConditionalTask(Task):
     title = ""
 
     def __init__(self, method: str = "replacement", samples: int = 4, nfe: int | None = None, **options) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        if not is_int(samples) or samples < 1:
             raise ValueError(f"samples (per input) must be an integer >= 1, got {samples!r}")
         self.method, self.samples, self.nfe, self.options = method, samples, nfe, options
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .._utils import batch_time
+from .._validation import is_int
 from ..sde import ScoreFn
 
 Classifier = Callable[[Tensor, Tensor], Tensor]
@@ -146,7 +147,7 @@ class ClassifierFreeGuidance:
                 raise ValueError(
                     "score_fn has no num_classes attribute (is it label-conditional?): pass null_label= explicitly"
                 )
-        if isinstance(null_label, bool) or not isinstance(null_label, int) or null_label < 0:
+        if not is_int(null_label) or null_label < 0:
             raise ValueError(f"null_label must be a non-negative int, got {null_label!r}")
         self.score_fn, self.y, self.scale, self.null_label = score_fn, _check_labels(y), _check_scale(scale), null_label
         if self.scale < -1:

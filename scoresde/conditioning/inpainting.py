@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validation import is_int
 from ..sampling import make_solver
 from ..sde import SDE, ScoreFn
 from ..solvers import NoCorrector, PredictorCorrector, SampleInfo
@@ -147,7 +148,7 @@ class RePaint(Replacement):
 
     def __init__(self, solver: str | Solver = "ancestral", resamplings: int = 10, noise: str = "fresh", **options):
         super().__init__(solver, noise, **options)
-        if isinstance(resamplings, bool) or not isinstance(resamplings, int) or resamplings < 1:
+        if not is_int(resamplings) or resamplings < 1:
             raise ValueError(f"resamplings must be an integer >= 1, got {resamplings!r}")
         self.resamplings = resamplings
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .._instantiate import instantiate
 from .._utils import append_dims, batch_time
+from .._validation import is_int
 from ..metrics.classifier import random_shift
 from ..models.embeddings import TimeMLP
 from ..models.unet import ResBlock, group_norm
@@ -69,7 +70,7 @@ class NoisyClassifier(nn.Module):
             raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
         if len(event_shape) != 3:
             raise ValueError(f"event_shape must be (C, H, W), got {tuple(event_shape)}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        if not is_int(num_classes) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         self.sde, self.event_shape, self.num_classes, self.num_levels = sde, tuple(event_shape), num_classes, num_levels
         self.options = dict(channels=channels, ch_mult=list(ch_mult), num_res_blocks=num_res_blocks, dropout=dropout,

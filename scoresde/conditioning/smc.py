@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validation import check_choice, is_int, is_real
 from ..sde import SDE
 from ..solvers import grids
 from ..solvers.base import Solver, StepContext
@@ -215,13 +216,11 @@ class ParticleFilter(ConditionalMethod):
         ensemble: bool | None = None,
         probes: int = 6,
     ) -> None:
-        if grid not in GRIDS:
-            raise ValueError(f"grid must be one of {sorted(GRIDS)}, got {grid!r}")
-        if particles is not None and (isinstance(particles, bool) or not isinstance(particles, int) or particles < 1):
+        check_choice("grid", grid, GRIDS)
+        if particles is not None and (not is_int(particles) or particles < 1):
             raise ValueError(f"particles must be None (chosen from the budget) or an integer >= 1, got {particles!r}")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
-        if isinstance(ess_threshold, bool) or not (isinstance(ess_threshold, (int, float)) and 0 <= ess_threshold <= 1):
+        check_choice("kernel", kernel, KERNELS)
+        if not (is_real(ess_threshold) and 0 <= ess_threshold <= 1):
             raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
         self.particles, self.kernel, self.ess_threshold = particles, kernel, float(ess_threshold)
         self.grid_name, self.twist = grid, bool(twist)
@@ -230,7 +229,7 @@ class ParticleFilter(ConditionalMethod):
             ensemble = kernel == "ancestral"
         if ensemble and kernel != "ancestral":
             raise ValueError(f"ensemble=True corrects the ancestral kernel only, got kernel={kernel!r}")
-        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        if not is_int(probes) or probes < 1:
             raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
         self.ensemble, self.probes = bool(ensemble), probes
         # the ensemble's steps carry little bias, so its budget goes to particles (26 steps of K = 30: 992 evaluations)

@@ -19,12 +19,13 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
+from .._validation import is_int
 
 _SPLITS = ("train", "test")
 
 
 def _check_levels(levels: int) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+    if not is_int(levels) or levels < 2:
         raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
     return levels
 

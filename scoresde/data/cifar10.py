@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import is_int
 from .base import ArrayDataset, RandomHorizontalFlip, from_levels
 
 CIFAR10_ROOT = "/usr/share/datasets/cifar10"
@@ -118,7 +119,7 @@ def cifar10(
     if not root.is_dir():
         raise FileNotFoundError(f"cifar10: the directory {root} does not exist. " + _HINT.format(root=root))
     for arg, value in (("n_train", n_train), ("n_test", n_test)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (not is_int(value) or value < 1):
             raise ValueError(f"{arg} must be a positive integer or None, got {value!r}")
     batches = _batch_dir(root)
     train, train_labels = _load(batches, TRAIN_BATCHES)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import is_int
 from ..metrics.cache import cache_dir as default_cache_dir
 from .base import ArrayDataset, RandomHorizontalFlip, from_levels, seeded_split
 
@@ -144,7 +145,7 @@ def load_folder_arrays(
 
 
 def _check_args(resolution, channels, on_error, n_test) -> None:
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+    if not is_int(resolution) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grey), 3 (RGB) or None (grey when every image is), got {channels!r}")

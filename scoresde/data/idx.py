@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import is_int
 from .base import ArrayDataset, from_levels
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -101,7 +102,7 @@ def load_idx_dataset(
         )
     splits = {}
     for split, limit in (("train", n_train), ("test", n_test)):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (not is_int(limit) or limit < 1):
             raise ValueError(f"n_{split} must be a positive integer or None, got {limit!r}")
         images = read_idx(_find(root, split, "images", name, hint), 3)
         labels = read_idx(_find(root, split, "labels", name, hint), 1)

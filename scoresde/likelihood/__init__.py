@@ -16,7 +16,7 @@ from .divergence import (
     choose_divergence,
     make_divergence,
 )
-from .ode import METHODS, AugmentedFlow, LikelihoodResult, bits_per_dim, log_likelihood
+from .ode import METHODS, AugmentedFlow, AugmentedODE, LikelihoodResult, bits_per_dim, log_likelihood
 from .quantization import BitsPerDim, Quantization
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "bits_per_dim",
     "LikelihoodResult",
     "AugmentedFlow",
+    "AugmentedODE",
     "METHODS",
     "Divergence",
     "ExactDivergence",

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._utils import check_finite
+from .._validation import is_int
 from .quantization import BitsPerDim, Quantization
 
 _LOG2 = math.log(2.0)
@@ -130,7 +131,7 @@ class GaussianBaseline:
         """-(E_u log N(y; mu, Sigma) + D log w) / (D ln 2) per example of discrete x, averaged over n_dequant draws."""
         if self.quantization is None:
             raise ValueError("bits_per_dim needs discrete data: fit with a Quantization (or use nats_per_dim)")
-        if isinstance(n_dequant, bool) or not isinstance(n_dequant, int) or n_dequant < 1:
+        if not is_int(n_dequant) or n_dequant < 1:
             raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
         start = time.perf_counter()
         dim = self.dist.event_shape[0]

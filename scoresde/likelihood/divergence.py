@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .._utils import sum_except_batch
+from .._validation import is_int
 
 
 def _vjps(v: Tensor, x: Tensor, cotangents: Tensor) -> Tensor:
@@ -57,7 +58,7 @@ class ExactDivergence(Divergence):
     """
 
     def __init__(self, chunk: int = 256) -> None:
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        if not is_int(chunk) or chunk < 1:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.chunk = chunk
 
@@ -81,7 +82,7 @@ class HutchinsonDivergence(Divergence):
     """
 
     def __init__(self, n_probes: int = 1) -> None:
-        if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+        if not is_int(n_probes) or n_probes < 1:
             raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
         self.n_probes = n_probes
         self.probes: Tensor | None = None

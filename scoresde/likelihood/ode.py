@@ -39,6 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import check_finite, event_size
+from .._validation import check_choice, check_positive, is_int
 from ..models.parameterization import check_score_sde
 from ..sde import SDE, ScoreFn
 from ..solvers.base import CountingScore, NonFiniteError, Solver, StepContext, check_steps_or_nfe, integrate
@@ -139,12 +140,6 @@ def _per_sample_max_norm(state: tuple[Tensor, Tensor]) -> Tensor:
     x, delta = state
     rms = x.reshape(x.shape[0], -1).pow(2).mean(1).sqrt()
     return torch.maximum(rms, delta.abs()).max()
-
-
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 class AugmentedODE(Solver):
@@ -294,11 +289,10 @@ def log_likelihood(
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_score_sde(sde, score_fn)
-    eps, rtol, atol = _check_positive("eps", eps), _check_positive("rtol", rtol), _check_positive("atol", atol)
+    eps, rtol, atol = check_positive("eps", eps), check_positive("rtol", rtol), check_positive("atol", atol)
     if eps >= sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    check_choice("method", method, METHODS)
     check_steps_or_nfe(steps, nfe)
     estimator = make_divergence(divergence, n_probes)
     options = dict(options or {})
@@ -306,7 +300,7 @@ def log_likelihood(
         raise ValueError("options may not set 'norm': the per-sample error norm is part of this function's contract")
     if method not in _ADAPTIVE:
         if "step_size" in options:
-            h = _check_positive("options['step_size']", options.pop("step_size"))
+            h = check_positive("options['step_size']", options.pop("step_size"))
             if steps is not None or nfe is not None:
                 raise ValueError("give options={'step_size': h}, steps or nfe, not two of them")
             steps = max(1, math.ceil((sde.T - eps) / h - 1e-9))
@@ -386,7 +380,7 @@ def bits_per_dim(
         :class:`BitsPerDim` with per-example bounds (B,), their mean and standard error, and the NFE.
     """
     quant = Quantization(levels, data_range, centred=centred_bins)
-    if isinstance(n_dequant, bool) or not isinstance(n_dequant, int) or n_dequant < 1:
+    if not is_int(n_dequant) or n_dequant < 1:
         raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
     if not isinstance(x, Tensor) or x.ndim < 2:
         raise ValueError("x must be a tensor of shape (B, *event_shape)")

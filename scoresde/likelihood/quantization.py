@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .._utils import check_finite
+from .._validation import is_int
 
 
 class Quantization:
@@ -45,7 +46,7 @@ class Quantization:
         centred: bool = False,
         grid_tol: float = 0.01,
     ):
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        if not is_int(levels) or levels < 2:
             raise ValueError(f"levels must be an integer >= 2 (the number of discrete values), got {levels!r}")
         try:
             lo, hi = (float(v) for v in data_range)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import is_int
 from .frechet import as_numpy_2d
 
 
@@ -49,7 +50,7 @@ class PolynomialKernel:
     coef0: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 1:
+        if not is_int(self.degree) or self.degree < 1:
             raise ValueError(f"degree must be an integer >= 1, got {self.degree!r}")
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:

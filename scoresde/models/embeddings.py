@@ -12,9 +12,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._validation import is_int
+
 
 def _check_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+    if not is_int(dim) or dim < 2 or dim % 2:
         raise ValueError(f"dim (embedding size) must be a positive even integer, got {dim!r}")
     return dim
 
@@ -122,7 +124,7 @@ class LabelEmbedding(nn.Module):
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
         self.table = nn.Embedding(num_classes + 1, dim)

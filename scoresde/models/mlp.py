@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor, nn
 
+from .._validation import is_int
 from .embeddings import LabelEmbedding, TimeMLP, add_label
 
 
@@ -64,7 +65,7 @@ class MLP(nn.Module):
         self.event_shape = check_event_shape(event_shape)
         self.num_classes = num_classes
         for name, value in (("width", width), ("num_blocks", num_blocks)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
+from .._validation import is_int
 from ..sde import SDE
 
 
@@ -207,7 +208,7 @@ class ScoreModel(nn.Module):
             raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
         if time_input not in TIME_INPUTS:
             raise ValueError(f"time_input must be one of {sorted(TIME_INPUTS)}, got {time_input!r}")
-        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        if not is_int(num_levels) or num_levels < 2:
             raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
         if prediction == "edm" and (sigma_data is None or not scale_input):
             raise ValueError("prediction='edm' needs sigma_data (a positive number, or 'auto' in the CLI's model "

@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._validation import is_int
 from .base import Solver, StepContext
 
 
@@ -43,7 +44,7 @@ class AnnealedLangevinDynamics(Solver):
         self, n_steps_each: int = 100, epsilon: float | None = None, *, grid: str | None = None, rho: float = 7.0
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        if isinstance(n_steps_each, bool) or not isinstance(n_steps_each, int) or n_steps_each < 1:
+        if not is_int(n_steps_each) or n_steps_each < 1:
             raise ValueError(f"n_steps_each must be an integer >= 1, got {n_steps_each!r}")
         if epsilon is not None and not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
             raise ValueError(f"epsilon must be a positive number or None, got {epsilon!r}")

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .._validation import check_count, is_real
 from ..sde import SDE, ScoreFn
 from . import grids
 from .noise import NoiseSource
@@ -202,13 +203,6 @@ class StepContext:
         return self.noise_source.increment(like, t + self.coeffs.t[i], t + self.coeffs.t[i + 1])
 
 
-def check_count(name: str, value: Any) -> int:
-    """Validate a count (an integer >= 1, not a bool); return it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def check_steps_or_nfe(steps: int | None, nfe: int | None) -> None:
     """Refuse a run given both a step count and a budget: the one place that says so for every front end."""
     if steps is not None and nfe is not None:
@@ -248,7 +242,7 @@ class Solver(abc.ABC):
     rho: float = 7.0
 
     def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
-        if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+        if not (is_real(rho) and math.isfinite(rho) and rho > 0):
             raise ValueError(f"rho must be a positive number, got {rho!r}")
         self.grid_name = None if grid is None else grids.check_name(grid)
         self.rho = float(rho)

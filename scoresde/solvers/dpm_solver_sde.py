@@ -34,6 +34,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._validation import is_real
 from .base import Solver, StepContext
 
 SOLVER_TYPES = ("midpoint", "heun")
@@ -67,7 +68,7 @@ class DPMSolverPP2MSDE(Solver):
     ) -> None:
         super().__init__(grid=grid, rho=rho)
         for name, value in (("eta", eta), ("s_noise", s_noise)):
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (is_real(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {list(SOLVER_TYPES)}, got {solver_type!r}")

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validation import is_real
 from .base import Solver, StepContext
 
 
 def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and not math.isnan(value) and value >= 0):
+    if not (is_real(value) and not math.isnan(value) and value >= 0):
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
 

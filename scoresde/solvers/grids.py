@@ -14,14 +14,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._validation import is_int, is_real
 from ..sde import SDE
 
 
 def check_steps_eps(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
     """Validate a step count (integer >= 1) and an end time eps in (0, T); return them."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+    if not is_real(eps):
         raise TypeError(f"eps must be a float in (0, T) = (0, {sde.T}), got {type(eps).__name__}")
     eps = float(eps)
     if not (math.isfinite(eps) and 0.0 < eps < sde.T):

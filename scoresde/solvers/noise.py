@@ -23,6 +23,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._validation import is_int
+
 _MASK = 0xFFFFFFFF
 
 
@@ -103,13 +105,13 @@ class BrownianNoise(NoiseSource):
     """
 
     def __init__(self, seed: int, t_lo: float = 0.0, t_hi: float = 1.0, depth: int = 24, offset: int = 0) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_int(seed):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not t_lo < t_hi:
             raise ValueError(f"the time span must have t_lo < t_hi, got [{t_lo}, {t_hi}]")
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 30:
+        if not is_int(depth) or not 1 <= depth <= 30:
             raise ValueError(f"depth must be an integer in [1, 30], got {depth!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if not is_int(offset) or offset < 0:
             raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
         self.seed, self.t_lo, self.t_hi, self.depth, self.offset = seed, float(t_lo), float(t_hi), depth, offset
         self._calls = 0
@@ -194,9 +196,9 @@ class KeyedNoise(NoiseSource):
     """
 
     def __init__(self, seed: int, offset: int = 0) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_int(seed):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if not is_int(offset) or offset < 0:
             raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
         self.seed, self.offset, self._calls = seed, offset, 0
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from .._utils import append_dims
+from .._validation import check_choice
 from ..sde import SDE
 from .adaptive_ode import dopri5_per_sample
 from .base import NonFiniteError, Solver, StepContext
@@ -129,8 +130,7 @@ class ProbabilityFlowODE(Solver):
         rho: float = 7.0,
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        if method not in ODE_METHODS:
-            raise ValueError(f"method must be one of {sorted(ODE_METHODS)}, got {method!r}")
+        check_choice("method", method, ODE_METHODS)
         if per_sample not in (True, False) or (per_sample and method != "dopri5"):
             raise ValueError(f"per_sample=True needs method='dopri5', got per_sample={per_sample!r}, method={method!r}")
         self.per_sample = bool(per_sample)

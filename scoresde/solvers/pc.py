@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
+from .._validation import is_int
 from .base import GaussianTransition, Solver, StepContext
 from .euler_maruyama import EulerMaruyama
 
@@ -141,7 +142,7 @@ class _LangevinBase(Corrector):
     def __init__(self, snr: float = 0.16, n_steps: int = 1) -> None:
         if not (isinstance(snr, (int, float)) and math.isfinite(snr) and snr > 0):
             raise ValueError(f"snr must be a positive number, got {snr!r}")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        if not is_int(n_steps) or n_steps < 1:
             raise ValueError(f"n_steps (corrector steps per time) must be an integer >= 1, got {n_steps!r}")
         self.snr = float(snr)
         self.n_steps = n_steps

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
+from .._validation import is_int
 from ..sde import SDE
 
 FORMAT = "scoresde-checkpoint"
@@ -113,7 +114,7 @@ class CheckpointManager:
     """
 
     def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        if not is_int(keep_last) or keep_last < 1:
             raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
         self.directory = Path(directory)
         self.keep_last = keep_last
