@@ -23,8 +23,9 @@ model's own probability-flow ODE.
 
 The pilot cost (score evaluations summed over pilot samples, and batched calls) is reported in the returned
 :class:`~.schedule_file.Schedule`. With 64 pilots and the defaults (64 fine intervals, refine 3, 3 sweeps) it is
-about 64 * 257 + 32 * (7 + 6 (N - 1)) N + 32 * 3 N sample evaluations: about 21,000 at 5 NFE, 37,000 at 10 and
-95,000 at 20, below a tenth of a 50,000-sample run's (25,000, 50,000 and 100,000).
+about 64 * 257 + 32 * (7 + 6 (N - 1)) N + 32 * 3 N sample evaluations (less where the descent stops early); measured
+on the held-out problem families of benchmarks/fast_solvers.py: 22,600-24,100 at 6 NFE, 33,100-36,900 at 10 and
+84,300-95,800 at 20, below a tenth of a 50,000-sample run's (30,000, 50,000 and 100,000).
 """
 
 from __future__ import annotations
