@@ -120,3 +120,20 @@ def test_settings_checked_after_loading_exit_2_as_documented(tmp_path):
     proc = cli("scoresde.likelihood", f"ckpt={ckpt}", "data=digits", "limit=2", "device=cpu", "progress=false",
                f"hydra.run.dir={tmp_path / 'l'}", cwd=tmp_path, ok=False, status=2)  # fmt: skip
     assert "event shape" in proc.stderr and not (tmp_path / "l").exists()
+
+
+def test_which_run_directories_count_as_stopped_before_their_first_checkpoint(tmp_path):
+    from scoresde.cli._preflight import stopped_before_first_checkpoint
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "train.log").write_text("")
+    (run / "metrics.jsonl").write_text("")
+    (run / "samples_00000002.png").write_bytes(b"")
+    (run / "checkpoints").mkdir()
+    assert stopped_before_first_checkpoint(run)
+    (run / "checkpoints" / "ckpt_00000004.pt").write_bytes(b"")
+    assert not stopped_before_first_checkpoint(run)  # something to resume
+    (run / "checkpoints" / "ckpt_00000004.pt").unlink()
+    (run / "notes.txt").write_text("the user's own file")
+    assert not stopped_before_first_checkpoint(run)  # never replace what a run does not write

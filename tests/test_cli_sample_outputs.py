@@ -99,3 +99,13 @@ def test_ctrl_c_keeps_the_finished_batches(points_ckpt, tmp_path):
         "progress=false", "device=cpu", f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)  # fmt: skip
     full = np.load(tmp_path / "full" / "samples.npz")["samples"]
     torch.testing.assert_close(torch.as_tensor(kept[:8]), torch.as_tensor(full[: len(kept[:8])]))
+
+
+def test_img2img_task_edits_test_images(digits_ckpt, tmp_path):
+    run = tmp_path / "s"
+    proc = cli("scoresde.sample", f"ckpt={digits_ckpt}", "task=img2img", "t_start=0.3", "n=2", "task.samples=2",
+               "steps=3", "solver=euler_maruyama", "progress=false", "device=cpu", f"hydra.run.dir={run}",
+               cwd=tmp_path)  # fmt: skip
+    assert f"wrote {run / 'img2img.png'}" in proc.stdout
+    saved = np.load(run / "img2img.npz")
+    assert saved["samples"].shape == (4, 1, 8, 8) and float(saved["t_start"]) == 0.3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -58,14 +59,16 @@ def _within(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
 
 
 STOPPED_RUN_FILES = HYDRA_FILES | {"metrics.jsonl", "checkpoints"}
-"""What a training run has written when it is killed before its first checkpoint."""
+"""What a training run has written when it is killed before its first checkpoint (besides sample grids)."""
+_SAMPLE_GRID = re.compile(r"^samples_\d+\.(png|npz)$")
 
 
 def stopped_before_first_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a training run that stopped before writing any checkpoint (then it may be reused)."""
     names = {p.name for p in run_dir.iterdir()}
     no_checkpoint = not any((run_dir / "checkpoints").glob("ckpt_*.pt"))
-    return "train.log" in names and names <= STOPPED_RUN_FILES and no_checkpoint
+    written = {n for n in names if not _SAMPLE_GRID.match(n)}
+    return "train.log" in names and written <= STOPPED_RUN_FILES and no_checkpoint
 
 
 def claim_run_dir(config: DictConfig, command: str = "train") -> Path:
@@ -96,7 +99,8 @@ def claim_run_dir(config: DictConfig, command: str = "train") -> Path:
             n += 1
             candidate = run_dir.with_name(f"{run_dir.name}_{n}")
     if command == "train" and stopped_before_first_checkpoint(candidate):
-        (candidate / "metrics.jsonl").unlink(missing_ok=True)  # hydra rewrites .hydra/ and appends to the log
+        for stale in [candidate / "metrics.jsonl", *(p for p in candidate.iterdir() if _SAMPLE_GRID.match(p.name))]:
+            stale.unlink(missing_ok=True)  # hydra rewrites .hydra/ and appends to the log
         _notes.append(f"reusing {candidate}: its earlier run stopped before writing a checkpoint")
     if candidate != run_dir:
         with open_dict(config):

@@ -331,6 +331,14 @@ class Trainer:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 self.snapshot(self.ema.model, self.step)
 
+    def _stop_requested(self, local: bool) -> bool:
+        """Whether any rank was asked to stop (SIGINT/SIGTERM), so that all ranks stop after the same step."""
+        if self.world == 1:
+            return local
+        flag = torch.tensor([float(local)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def fit(self) -> TrainResult:
         """Run from the current step to ``config.steps``; returns the final figures.
 
@@ -348,7 +356,7 @@ class Trainer:
         try:
             with deferred_interrupt() as stop:
                 while self.step < cfg.steps:
-                    if stop.requested:
+                    if self._stop_requested(stop.requested):
                         saved = last_ckpt if last_ckpt and last_ckpt.name == f"ckpt_{self.step:08d}.pt" else None
                         raise TrainingInterrupted(self.step, saved or self.save_checkpoint())
                     step_loss, grad_norm = self._train_step()
@@ -367,7 +375,7 @@ class Trainer:
                         last_ckpt = self.save_checkpoint()
                     if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step != cfg.steps:
                         self._snapshot()
-                if stop.requested:  # during the last step: its checkpoint is written, skip the final sampling
+                if self._stop_requested(stop.requested):  # in the last step: its checkpoint is written already
                     raise TrainingInterrupted(self.step, last_ckpt)
         finally:
             bar.close()
