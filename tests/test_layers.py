@@ -17,6 +17,7 @@ CLI_ONLY = ("scoresde.cli", "hydra", "omegaconf", "matplotlib")
 LAUNCHERS = {  # python -m entry points: each only runs scoresde.cli.<name>.main
     "scoresde.train",
     "scoresde.sample",
+    "scoresde.schedule",
     "scoresde.train_noisy_classifier",
     "scoresde.likelihood.__main__",
     "scoresde.metrics.train_classifier",

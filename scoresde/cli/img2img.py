@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..conditioning.tasks import Task, save_condition_grid
 from ..editing import img2img
+from .tasks import Task, save_condition_grid
 
 
 class Img2ImgTask(Task):
