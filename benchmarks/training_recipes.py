@@ -8,6 +8,7 @@ library's :class:`~scoresde.training.Trainer`, and is sampled and evaluated thro
 * ``edm``: EDM preconditioning through the SDE (``prediction=edm``, sigma_data measured from the data), log-normal
   sigma (P_mean -1.2, P_std 1.2), lambda = 1 / c_out^2;
 * ``edm2``: ``edm`` plus EDM2's learned uncertainty weighting (Karras et al. 2024);
+* ``edm_log_sigma``, ``edm2_log_sigma``: the network's time input EDM's c_noise = ln(sigma) / 4 instead of 999 t / T;
 * ``nvlabs_edm``: NVlabs/edm's own ``training.loss.EDMLoss`` and ``training.networks.EDMPrecond`` (extracted at run
   time at the pinned commit :data:`EDM_COMMIT` through ``benchmarks/provenance.py``; nothing copied), wrapping the
   same MLP (found by EDMPrecond's own class lookup), with the same sigma_data, converted to a score of the SDE by
@@ -62,8 +63,9 @@ def library_recipe(name: str, sde, data: torch.Tensor, event_shape) -> tuple[nn.
     net = MLP(event_shape=event_shape, **MLP_ARGS)
     if name == "paper":
         return ScoreModel(net, sde, prediction="eps"), DSMObjective()
-    model = ScoreModel(net, sde, prediction="edm", sigma_data=measure_sigma_data(data))
-    return model, DSMObjective(weighting="edm", noise="lognormal", uncertainty=name == "edm2")
+    time_input = "log_sigma" if name.endswith("_log_sigma") else "continuous"
+    model = ScoreModel(net, sde, prediction="edm", sigma_data=measure_sigma_data(data), time_input=time_input)
+    return model, DSMObjective(weighting="edm", noise="lognormal", uncertainty=name.startswith("edm2"))
 
 
 class ReferenceScore(nn.Module):
@@ -202,7 +204,7 @@ def summary(results: Path = RESULTS) -> Path:
             rows += body
             provenance.append(f"- `{f.name}`: commit {meta.get('commit')}, `{meta.get('command')}`, "
                               f"{meta.get('machine')}, threads {meta.get('threads')}")  # fmt: skip
-        order = {"paper": 0, "edm": 1, "edm2": 2, "nvlabs_edm": 3}
+        order = {"paper": 0, "edm": 1, "edm2": 2, "edm_log_sigma": 3, "edm2_log_sigma": 4, "nvlabs_edm": 5}
         rows.sort(key=lambda r: (r["dataset"], list(SDES).index(r["sde"]), order[r["recipe"]]))
         for r in rows:
             v = {k: float(r[k]) for k in r if k not in ("dataset", "sde", "recipe")}
@@ -220,7 +222,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--sdes", nargs="+", default=list(SDES), choices=list(SDES))
     parser.add_argument("--recipes", nargs="+", default=["paper", "edm", "edm2", "nvlabs_edm"],
-                        choices=["paper", "edm", "edm2", "nvlabs_edm"])  # fmt: skip
+                        choices=["paper", "edm", "edm2", "edm_log_sigma", "edm2_log_sigma", "nvlabs_edm"])  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=400)
