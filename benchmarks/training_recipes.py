@@ -8,6 +8,7 @@ library's :class:`~scoresde.training.Trainer`, and is sampled and evaluated thro
 * ``edm``: EDM preconditioning through the SDE (``prediction=edm``, sigma_data measured from the data), log-normal
   sigma (P_mean -1.2, P_std 1.2), lambda = 1 / c_out^2;
 * ``edm2``: ``edm`` plus EDM2's learned uncertainty weighting (Karras et al. 2024);
+* ``edm_log_sigma``, ``edm2_log_sigma``: the network's time input EDM's c_noise = ln(sigma) / 4 instead of 999 t / T;
 * ``nvlabs_edm``: NVlabs/edm's own ``training.loss.EDMLoss`` and ``training.networks.EDMPrecond`` (extracted at run
   time at the pinned commit :data:`EDM_COMMIT` through ``benchmarks/provenance.py``; nothing copied), wrapping the
   same MLP (found by EDMPrecond's own class lookup), with the same sigma_data, converted to a score of the SDE by
@@ -22,7 +23,8 @@ fraction of samples beyond the data's scale (|x| above the largest |x| of the tr
         --datasets mixture gaussian8 --sdes vp subvp ve --recipes paper edm edm2 nvlabs_edm --seed 0 --tag select
 
 ``--seed`` seeds the data split and the training; settings are chosen on seed 0 and checked on seed 1 (held out).
-Writes benchmarks/results/training_recipes/<tag>.csv with provenance.
+Writes benchmarks/results/training_recipes/<tag>.csv with provenance and rewrites summary.md from every stored CSV
+(``--summary`` does only the latter).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def library_recipe(name: str, sde, data: torch.Tensor, event_shape) -> tuple[nn.
     net = MLP(event_shape=event_shape, **MLP_ARGS)
     if name == "paper":
         return ScoreModel(net, sde, prediction="eps"), DSMObjective()
-    model = ScoreModel(net, sde, prediction="edm", sigma_data=measure_sigma_data(data))
-    return model, DSMObjective(weighting="edm", noise="lognormal", uncertainty=name == "edm2")
+    time_input = "log_sigma" if name.endswith("_log_sigma") else "continuous"
+    model = ScoreModel(net, sde, prediction="edm", sigma_data=measure_sigma_data(data), time_input=time_input)
+    return model, DSMObjective(weighting="edm", noise="lognormal", uncertainty=name.startswith("edm2"))
 
 
 class ReferenceScore(nn.Module):
@@ -177,19 +180,60 @@ def run_one(dataset: str, sde_name: str, recipe: str, seed: int, steps: int, n_t
     return row
 
 
+def summary(results: Path = RESULTS) -> Path:
+    """summary.md: every stored row (selection split ``select_*``, held-out split ``heldout_*``) as one table each."""
+    from provenance import read_csv
+
+    lines = ["# Training recipes on the oracle datasets (benchmarks/training_recipes.py)", ""]
+    lines += ["KL(p_data || p_model) in nats/dim (400 test points, exact divergence, the solver's error subtracted; "
+              "± the standard error over points); FD / floor of 2,000 samples (floor: two exact sample sets); "
+              "'beyond': fraction of samples with |x| above the training data's largest.", ""]  # fmt: skip
+    for split in ("select", "heldout"):
+        files = sorted(results.glob(f"{split}_*.csv"))
+        if not files:
+            continue
+        title = "selection split (seed 0)" if split == "select" else "held-out split (seed 1: data and training)"
+        lines += [f"## {title}", ""]
+        header = (
+            "| data | SDE | recipe | KL | ODE FD/floor | unipc@20 | dpmpp_2m_sde@20 | beyond (ode/unipc) | train s |"
+        )
+        lines += [header, "|---|---|---|---|---|---|---|---|---|"]
+        rows, provenance = [], []
+        for f in files:
+            meta, body = read_csv(f)
+            rows += body
+            provenance.append(f"- `{f.name}`: commit {meta.get('commit')}, `{meta.get('command')}`, "
+                              f"{meta.get('machine')}, threads {meta.get('threads')}")  # fmt: skip
+        order = {"paper": 0, "edm": 1, "edm2": 2, "edm_log_sigma": 3, "edm2_log_sigma": 4, "nvlabs_edm": 5}
+        rows.sort(key=lambda r: (r["dataset"], list(SDES).index(r["sde"]), order[r["recipe"]]))
+        for r in rows:
+            v = {k: float(r[k]) for k in r if k not in ("dataset", "sde", "recipe")}
+            fds = " | ".join(f"{v[f'fd_floor_{k}']:.2f}" for k in ("ode", "unipc20", "dpmpp_2m_sde20"))
+            lines.append(f"| {r['dataset']} | {r['sde']} | {r['recipe']} | {v['kl']:.4f} ± {v['kl_se']:.4f} | {fds} | "
+                         f"{v['beyond_ode']:.4f} / {v['beyond_unipc20']:.4f} | {v['train_s']:.0f} |")  # fmt: skip
+        lines += ["", *provenance, ""]
+    out = results / "summary.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--sdes", nargs="+", default=list(SDES), choices=list(SDES))
     parser.add_argument("--recipes", nargs="+", default=["paper", "edm", "edm2", "nvlabs_edm"],
-                        choices=["paper", "edm", "edm2", "nvlabs_edm"])  # fmt: skip
+                        choices=["paper", "edm", "edm2", "edm_log_sigma", "edm2_log_sigma", "nvlabs_edm"])  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=400)
     parser.add_argument("--n-samples", type=int, default=2000)
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--tag", default="select")
+    parser.add_argument("--summary", action="store_true", help="only rewrite summary.md from the stored CSVs")
     args = parser.parse_args()
+    if args.summary:
+        print(f"wrote {summary().relative_to(RESULTS.parent.parent.parent)}")
+        return
     torch.set_num_threads(1)
     edm_root = None
     if "nvlabs_edm" in args.recipes:
@@ -206,7 +250,7 @@ def main() -> None:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)  # fmt: skip
                 write_csv(out, rows, meta)
-    print(f"wrote {out}")
+    print(f"wrote {out.name}; summary: {summary().name}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,22 +49,101 @@ def process_group() -> ProcessGroup:
     return ProcessGroup()
 
 
-def init_from_env(device: str = "cpu") -> ProcessGroup:
-    """Join the default process group when launched by torchrun (WORLD_SIZE > 1): nccl for CUDA, else gloo.
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where the launcher put this process: global rank and size, rank and size on its node, and who started it.
+
+    Attributes:
+        rank: Global rank in [0, world_size).
+        world_size: Number of processes over all nodes.
+        local_rank: Rank on this node in [0, local_world_size) (picks the GPU).
+        local_world_size: Processes on this node.
+        launcher: ``"torchrun"``, ``"slurm"`` or ``"single"``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    launcher: str = "single"
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    if name not in env:
+        return None
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ValueError(f"environment variable {name}={env[name]!r} is not an integer") from None
+
+
+def _slurm_tasks_on_node(env: Mapping[str, str], world: int) -> int:
+    """SLURM_NTASKS_PER_NODE, else the first count of SLURM_TASKS_PER_NODE (e.g. ``"2(x3)"``), else the world."""
+    if "SLURM_NTASKS_PER_NODE" in env:
+        return _env_int(env, "SLURM_NTASKS_PER_NODE")
+    spec = env.get("SLURM_TASKS_PER_NODE", "")
+    head = spec.split(",")[0].split("(")[0]
+    return int(head) if head.isdigit() else world
+
+
+def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv:
+    """Read the launcher's environment: torchrun's (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, any number of
+    nodes), else SLURM's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID with srun or hydra's submitit launcher, one
+    task per process), else a single process.
+
+    A SLURM job of several tasks also needs MASTER_ADDR and MASTER_PORT (the address of the rank-0 node and a free
+    port; docs/guides/training.md shows them set in the batch script); :func:`init_from_env` refuses to start
+    without them. Inconsistent values (a rank outside [0, world_size), a local rank outside the node's tasks) raise
+    ValueError naming the variables before any process group is joined.
+    """
+    env = os.environ if env is None else env
+    if "RANK" in env or "WORLD_SIZE" in env:
+        world, rank = _env_int(env, "WORLD_SIZE") or 1, _env_int(env, "RANK") or 0
+        local = _env_int(env, "LOCAL_RANK") or 0
+        local_world = _env_int(env, "LOCAL_WORLD_SIZE") or world
+        names, launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"), "torchrun"
+    elif "SLURM_NTASKS" in env and _env_int(env, "SLURM_NTASKS") > 1:
+        world, rank = _env_int(env, "SLURM_NTASKS"), _env_int(env, "SLURM_PROCID")
+        if rank is None:
+            raise ValueError("SLURM_NTASKS > 1 but SLURM_PROCID is unset: start the tasks with srun (or submitit)")
+        local = _env_int(env, "SLURM_LOCALID") or 0
+        local_world = _slurm_tasks_on_node(env, world)
+        names, launcher = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"), "slurm"
+    else:
+        return LaunchEnv()
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"inconsistent ranks: {names[0]}={rank} must lie in [0, {names[1]}={world})")
+    if local_world < 1 or not 0 <= local < local_world or local_world > world:
+        raise ValueError(f"inconsistent ranks: {names[2]}={local} must lie in [0, {names[3]}={local_world}) and "
+                         f"{names[3]} <= {names[1]}={world}")  # fmt: skip
+    return LaunchEnv(rank, world, local, local_world, launcher)
+
+
+def init_from_env(device: str = "cpu", env: LaunchEnv | None = None) -> ProcessGroup:
+    """Join the default process group when launched by torchrun or SLURM with several processes: nccl for CUDA,
+    else gloo (any number of nodes; torchrun's rendezvous or MASTER_ADDR / MASTER_PORT for SLURM).
 
     A script that is not one of the CLIs (those call ``scoresde.cli._runtime.setup_runtime``) calls this first.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    env = env or launch_env()
+    if env.world_size > 1 and not dist.is_initialized():
+        if env.launcher == "slurm":
+            missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+            if missing:
+                raise ValueError(f"a SLURM job of {env.world_size} tasks needs {' and '.join(missing)} (the rank-0 "
+                                 "node's address and a free port), e.g. MASTER_ADDR=$(scontrol show hostnames "
+                                 "$SLURM_JOB_NODELIST | head -n 1) MASTER_PORT=29500")  # fmt: skip
         cuda = str(device).startswith("cuda")
         if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+            torch.cuda.set_device(env.local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://", rank=env.rank,
+                                world_size=env.world_size)  # fmt: skip
     return process_group()
 
 
 def local_device(device: str) -> str:
-    """``"cuda"`` -> ``"cuda:<LOCAL_RANK>"`` (one GPU per process under torchrun); other devices unchanged."""
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+    """``"cuda"`` -> ``"cuda:<local rank>"`` (one GPU per process under torchrun or SLURM); others unchanged."""
+    return f"cuda:{launch_env().local_rank}" if device == "cuda" else device
 
 
 def broadcast_from_main(obj: Any, group: ProcessGroup | None = None) -> Any:

@@ -156,6 +156,16 @@ def resume_checkpoint(resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]]
     return path, state
 
 
+def _measured(before: Any, after: Any, key: str) -> Any:
+    """``after`` with ``sigma_data: auto`` replaced by the value the saved run measured (the training job stores the
+    measured number), so that ``model=...`` or ``model.sigma_data=auto`` on resume does not count as a change."""
+    if key.endswith("sigma_data") and after == "auto" and isinstance(before, (int, float)):
+        return before
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {k: _measured(before.get(k), v, f"{key}.{k}") for k, v in after.items()}
+    return after
+
+
 def resumed_config(saved: dict[str, Any], current: dict[str, Any], explicit: list[str]) -> tuple[dict, list[str]]:
     """The checkpoint's config with the explicitly overridden settings that may change; notes on what changed.
 
@@ -167,6 +177,7 @@ def resumed_config(saved: dict[str, Any], current: dict[str, Any], explicit: lis
         before, after = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(OmegaConf.create(current), key)
         before = OmegaConf.to_container(before) if OmegaConf.is_config(before) else before
         after = OmegaConf.to_container(after) if OmegaConf.is_config(after) else after
+        after = _measured(before, after, key)
         if before == after:
             continue
         if _within(key, RESUME_MAY_CHANGE):

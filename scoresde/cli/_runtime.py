@@ -18,6 +18,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from .._validation import is_int
+from ..distributed import init_from_env, launch_env
 
 
 def config_dir() -> Path:
@@ -74,15 +75,13 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 
 
 def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
-    """Pick the device, set torch's thread count and join the process group when launched by torchrun.
+    """Pick the device, set torch's thread count and join the process group when launched by torchrun or SLURM.
 
     Threads: ``threads`` (an integer >= 1) if given, else (None) the available cores (``os.sched_getaffinity``)
     divided by the processes on this node; never more than that share, and at least 1.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    env = launch_env()  # torchrun (one node or several) or SLURM (srun / submitit tasks); refuses inconsistent ranks
+    world, rank, local_rank, local_world = env.world_size, env.rank, env.local_rank, env.local_world_size
     dev = resolve_device(device, local_rank)
     if threads is not None and (not is_int(threads) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1 or null (all cores in sched_getaffinity), got {threads!r}")
@@ -91,8 +90,8 @@ def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
     torch.set_num_threads(n_threads)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if world > 1:
+        init_from_env(str(dev), env)
     return Runtime(device=dev, rank=rank, world_size=world, local_rank=local_rank, threads=n_threads)
 
 

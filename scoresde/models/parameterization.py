@@ -158,7 +158,24 @@ class DiscreteTime(TimeInput):
         return torch.round(self.scaled(t, T))
 
 
-TIME_INPUTS: dict[str, type[TimeInput]] = {"continuous": ContinuousTime, "discrete": DiscreteTime}
+class LogSigmaTime(TimeInput):
+    """The network sees EDM's c_noise = ln(sigma(t)) / 4 with sigma = s(t) / m(t) (Karras et al. 2022, table 1).
+
+    Set by :class:`ScoreModel` through :meth:`bind`; ``num_levels`` is unused.
+    """
+
+    sde: SDE | None = None
+
+    def bind(self, sde: SDE) -> LogSigmaTime:
+        self.sde = sde
+        return self
+
+    def __call__(self, t: Tensor, T: float) -> Tensor:
+        return torch.log(self.sde.sigma(t)) / 4
+
+
+TIME_INPUTS: dict[str, type[TimeInput]] = {"continuous": ContinuousTime, "discrete": DiscreteTime,
+                                           "log_sigma": LogSigmaTime}  # fmt: skip
 
 
 class ScoreModel(nn.Module):
@@ -176,7 +193,7 @@ class ScoreModel(nn.Module):
         sde: The forward SDE whose m(t), s(t) convert the output.
         prediction: ``"eps"`` (default), ``"score"``, ``"x0"`` or ``"edm"`` (EDM preconditioning: needs
             ``sigma_data`` and ``scale_input``); see the module docstring.
-        time_input: ``"continuous"`` (default) or ``"discrete"``.
+        time_input: ``"continuous"`` (default), ``"discrete"`` or ``"log_sigma"`` (EDM's c_noise = ln(sigma) / 4).
         num_levels: Number of discrete levels N; sets the network's time scale [0, N - 1] in both cases.
         scale_input: Whether to multiply x by c_in before the network.
         sigma_data: The data's standard deviation (:func:`measure_sigma_data`), a positive finite number; kept as
@@ -225,6 +242,8 @@ class ScoreModel(nn.Module):
         self.scale_input = bool(scale_input)
         self._prediction = PREDICTIONS[prediction]()
         self._time = TIME_INPUTS[time_input](num_levels)
+        if isinstance(self._time, LogSigmaTime):
+            self._time.bind(sde)
 
     def extra_repr(self) -> str:
         return (

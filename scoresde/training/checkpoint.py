@@ -318,13 +318,16 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     config = state["config"]
     event_shape = tuple(int(n) for n in state["event_shape"])
     sde = instantiate(config["sde"])
+    weights = state["ema"]["model"] if ema else state["model"]
+    model_config = dict(config["model"])
+    if model_config.get("sigma_data") == "auto" and "sigma_data" in weights:  # the measured value is in the weights
+        model_config["sigma_data"] = float(weights["sigma_data"])
     if config.get("consistency") is not None:  # a consistency model (train=consistency_*), not a score model
         from ..consistency.build import build_consistency_model
 
-        model = build_consistency_model(config["model"], config["consistency"], sde, event_shape)
+        model = build_consistency_model(model_config, config["consistency"], sde, event_shape)
     else:
-        model = build_score_model(config["model"], sde, event_shape)
-    weights = state["ema"]["model"] if ema else state["model"]
+        model = build_score_model(model_config, sde, event_shape)
     load_state_checked(model, weights, what="EMA" if ema else "model", differences=[])
     model.to(map_location).eval().requires_grad_(False)
     return Checkpoint(sde=sde, model=model, config=config, step=int(state["step"]), event_shape=event_shape, path=path)

@@ -138,11 +138,13 @@ def evaluate_likelihood(
         data_range: Model range of discrete data.
         seed: Seeds dequantisation noise and Hutchinson probes.
         draws: Independent estimates per example (fresh dequantisation noise and probes), averaged; >= 2 measures
-            the estimator's noise.
+            the estimator's noise. Continuous data with the exact divergence use one (the estimate is deterministic).
         **likelihood_kwargs: Passed to the likelihood function (divergence, rtol, atol, eps, ...).
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    if levels is None and likelihood_kwargs.get("divergence", "exact") == "exact":
+        draws = 1  # continuous data with the exact trace: the estimate is deterministic, one draw is exact
     gen = torch.Generator(test.device).manual_seed(seed)
     n, estimates, nfe, wall = test.shape[0], [], 0, 0.0
     with torch.enable_grad():

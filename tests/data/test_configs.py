@@ -34,10 +34,12 @@ def test_data_configs(name):
 @pytest.mark.parametrize("name, data", [("mlp", "checkerboard"), ("unet", "digits")])
 def test_model_configs_build_score_models(name, data):
     cfg = OmegaConf.load(CONF / "model" / f"{name}.yaml")
-    assert set(cfg) == {"net", "prediction", "time_input"}
+    assert set(cfg) == {"net", "prediction", "time_input", "sigma_data"}
     ds = instantiate(OmegaConf.load(CONF / "data" / f"{data}.yaml").dataset, n_test=10)
     net = instantiate(cfg.net, event_shape=ds.event_shape)
-    model = scoresde.ScoreModel(net, scoresde.VPSDE(), prediction=cfg.prediction, time_input=cfg.time_input)
+    sigma_data = scoresde.models.parameterization.measure_sigma_data(ds.train) if cfg.sigma_data == "auto" else None
+    model = scoresde.ScoreModel(net, scoresde.VPSDE(), prediction=cfg.prediction, time_input=cfg.time_input,
+                                sigma_data=sigma_data)  # fmt: skip
     x = ds.train[:4]
     assert model(x, torch.full((4,), 0.5)).shape == x.shape
 

@@ -201,3 +201,22 @@ def test_make_ema_picks_the_profile():
     assert type(make_ema(model, decay=0.9, warmup=True)) is EMA
     assert type(make_ema(model, decay=0.9, warmup=True, halflife=100.0, batch_size=4)) is HalfLifeEMA
     assert type(make_ema(model, decay=0.9, warmup=True, sigma_rel=0.05)) is PowerEMA
+
+
+def test_resume_restores_the_uncertainty_head_exactly(tmp_path):
+    def trainer(run_dir, steps):
+        torch.manual_seed(0)
+        model = ScoreModel(Lin(), VPSDE(), prediction="edm", sigma_data=1.0)
+        objective = DSMObjective(weighting="edm", noise="lognormal", uncertainty=True)
+        config = TrainConfig(steps=steps, batch_size=16, warmup_steps=0, objective=objective, checkpoint_every=2)
+        data = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+        return Trainer(model, data, config, run_dir=run_dir, progress=False), objective
+
+    straight, head = trainer(tmp_path / "a", 4)
+    straight.fit()
+    first, _ = trainer(tmp_path / "b", 2)
+    first.fit()
+    resumed, head2 = trainer(tmp_path / "b", 4)
+    resumed.resume(next((tmp_path / "b" / "checkpoints").glob("*.pt")))
+    resumed.fit()
+    torch.testing.assert_close(head2.logvar.linear.weight, head.logvar.linear.weight)
