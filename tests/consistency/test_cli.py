@@ -144,3 +144,14 @@ def test_teacher_of_another_sde_or_shape_or_corrupt_is_refused(teacher, tmp_path
     proc = _cli("scoresde.train", *base, f"teacher={bad}", cwd=tmp_path, ok=False)
     assert "cannot be loaded" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_inpainting_task_with_a_consistency_checkpoint(tmp_path):
+    """python -m scoresde.sample ckpt=CM task=inpaint task.method=consistency (Algorithm 4) on a tiny digits model."""
+    small = ["train.steps=2", "train.batch_size=8", "model.net.channels=8", "model.net.ch_mult=[1]",
+             "model.net.attn_levels=[]", "sample.n=4", "progress=false", "device=cpu"]  # fmt: skip
+    _cli("scoresde.train", "train=consistency_training", *small, f"hydra.run.dir={tmp_path / 'cm'}", cwd=tmp_path)
+    _cli("scoresde.sample", f"ckpt={tmp_path / 'cm'}", "task=inpaint", "task.method=consistency", "n=2",
+         "task.samples=2", "steps=2", "progress=false", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
+    assert (tmp_path / "s" / "inpaint_half.png").exists()
