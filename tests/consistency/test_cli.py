@@ -51,7 +51,7 @@ def test_distillation_from_a_checkpoint_then_sampling(teacher, tmp_path):
     _cli("scoresde.train", *TINY, "train=consistency_distillation", f"teacher={teacher}", f"hydra.run.dir={run}",
          cwd=tmp_path)  # fmt: skip
     ckpt = scoresde.load_checkpoint(run)
-    assert isinstance(ckpt.model, ConsistencyModel) and ckpt.model.output == "eps"  # the teacher's prediction
+    assert isinstance(ckpt.model, ConsistencyModel) and ckpt.model.output == "edm"
     assert (run / "samples_final.png").exists()
     log = (run / "train.log").read_text()
     assert "starts from the teacher's EMA weights" in log and "no test likelihood" in log
@@ -91,7 +91,7 @@ def test_training_and_tuning_run(teacher, tmp_path, train):
     extra = [f"teacher={teacher}"] if train == "consistency_tuning" else []
     _cli("scoresde.train", *TINY, f"train={train}", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     ckpt = scoresde.load_checkpoint(tmp_path / "run")
-    assert ckpt.model.output == ("eps" if extra else "edm")
+    assert ckpt.model.output == "edm"
     x, info = scoresde.sample(ckpt.sde, ckpt.model, (5, 2), solver="consistency", steps=2)
     assert info.nfe == 2 and torch.isfinite(x).all()
 
