@@ -10,7 +10,8 @@
 """
 
 from .distances import DISTANCES, PseudoHuber, SquaredL2
-from .objectives import ConsistencyDistillation, ConsistencyTraining, ConsistencyTuning, ict_levels
+from .distillation import ConsistencyDistillation
+from .objectives import ConsistencyTraining, ConsistencyTuning, ict_levels
 from .parameterization import OUTPUTS, ConsistencyModel, check_model_kind
 from .sampler import ConsistencySampler
 

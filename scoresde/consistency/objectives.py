@@ -4,8 +4,8 @@
 noisier point of a probability-flow ODE trajectory with a stop-gradient target at a less noisy point of the SAME
 trajectory, and differs only in how it finds that second point:
 
-* :class:`ConsistencyDistillation` (CD, Song et al. 2023, Algorithm 2): one step of a deterministic library solver
-  on the teacher's score, N fixed EDM levels, target network theta^- by EMA with rate mu.
+* :class:`~scoresde.consistency.distillation.ConsistencyDistillation` (CD, Song et al. 2023, Algorithm 2): one step
+  of a deterministic library solver on the teacher's score, N fixed EDM levels, target network theta^- by EMA.
 * :class:`ConsistencyTraining` (iCT, Song & Dhariwal 2023): the same noise z at both levels (an unbiased estimate of
   the ODE step), no EMA target, pseudo-Huber, N doubling from s0 = 10 to s1 = 1280, log-normal levels.
 * :class:`ConsistencyTuning` (ECT, Geng et al. 2024): continuous log-normal t, and r = t (1 - n(t) / q^a) with a gap
@@ -25,29 +25,30 @@ from torch import Tensor, nn
 
 from ..sde import SDE
 from ..solvers import grids
-from ..solvers.base import CountingScore, GridCoefficients, Solver, StepContext
-from ..training.ema import EMA
 from .distances import make_distance
 
 
-def _draw(generator: torch.Generator | None, like: Tensor) -> dict[str, Any]:
+def draw_options(generator: torch.Generator | None, like: Tensor) -> dict[str, Any]:
+    """Keyword arguments of torch.randn / randint drawing from ``generator`` on its device (else like's)."""
     return {"generator": generator, "device": generator.device if generator is not None else like.device}
 
 
-def _levels(sde: SDE, eps: float, n: int, rho: float) -> Tensor:
+def level_times(sde: SDE, eps: float, n: int, rho: float) -> Tensor:
     """EDM's n levels sigma^(1/rho) uniform, as increasing times t_1 = eps < ... < t_n = T (float64, (n,))."""
     return grids.karras(sde, n - 1, eps, rho=rho).flip(0)
 
 
 def _sigma(sde: SDE, t: Tensor) -> Tensor:
+    """sigma(t) = s(t) / m(t) for a tensor of times, without the range check of SDE.sigma."""
     return sde.std(t) / sde.mean_scale(t)
 
 
-def _labelled(fn, y: Tensor | None):
+def labelled(fn, y: Tensor | None):
+    """``fn(x, t)`` with the labels y bound (fn itself for y None)."""
     return fn if y is None else (lambda x, t: fn(x, t, y))
 
 
-class _Objective:
+class Objective:
     """Shared bookkeeping: the step counter and the state kept in checkpoints."""
 
     step: int = 0
@@ -59,142 +60,13 @@ class _Objective:
         self.step = int(state["step"])
 
 
-DETERMINISTIC = ("EDMHeun", "DPMSolver", "DPMSolver2", "DPMSolver3", "UniPC", "ProbabilityFlowODE", "DDIM")
-"""The library solvers a teacher step may use (DDIM only with eta = 0)."""
-
-
-class ConsistencyDistillation(_Objective):
-    """Consistency distillation (Song et al. 2023, Algorithm 2 and eq. 7) from any teacher score.
-
-    For n ~ U{1, ..., N - 1}: x_{t_{n+1}} = m (x0 + sigma_{n+1} z), x_hat_{t_n} = one ``solver`` step of the
-    teacher's probability-flow ODE from t_{n+1} to t_n, and the loss is lambda d(f_theta(x_{t_{n+1}}, t_{n+1}),
-    f_theta^-(x_hat_{t_n}, t_n)) with lambda = 1 and theta^- <- mu theta^- + (1 - mu) theta after every step.
-
-    Args:
-        teacher: The teacher's score ``teacher(x, t)`` (a ScoreModel, or an oracle's exact score).
-        solver: The teacher's ODE step: a deterministic solver name ("edm_heun" as the paper, "dpm_solver2") or
-            object.
-        N: Number of levels (EDM's rho-grid between sigma(eps) and sigma(T)); paper: 18 on CIFAR-10.
-        mu: EMA rate of the target network (paper: 0.95 on CIFAR-10); 0 makes theta^- = stopgrad(theta).
-        distance: "l2" (default), "pseudo_huber" or a callable ``d(a, b) -> (B,)``.
-        rho: Exponent of the level grid.
-        levels_per_batch: None (the paper): every example draws its own level, so a step takes one teacher step
-            per distinct level in the batch (up to N - 1). An integer k draws k levels per batch, each shared by
-            a contiguous share of the examples: the same uniform level distribution over steps, with k teacher
-            steps per training step (the teacher's cost is per call where batches are small, e.g. an MLP).
-
-    Attributes:
-        teacher_calls: Teacher evaluations so far (per example: the solver's nfe per step, 2 for Heun).
-    """
-
-    def __init__(
-        self,
-        teacher=None,
-        *,
-        solver: str | Solver = "edm_heun",
-        N: int = 18,
-        mu: float = 0.95,
-        distance: str | Any = "l2",
-        rho: float = 7.0,
-        levels_per_batch: int | None = None,
-    ) -> None:
-        from ..sampling import make_solver  # scoresde.sampling imports this package
-
-        if teacher is not None and not callable(teacher):
-            raise TypeError(f"teacher must be a score function teacher(x, t), got {type(teacher).__name__}")
-        if isinstance(N, bool) or not isinstance(N, int) or N < 2:
-            raise ValueError(f"N must be an integer >= 2 (levels), got {N!r}")
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < 1:
-            raise ValueError(f"mu must lie in [0, 1), got {mu!r}")
-        self.solver = make_solver(solver)
-        if type(self.solver).__name__ not in DETERMINISTIC or getattr(self.solver, "eta", 0) != 0:
-            raise ValueError(f"solver must be a deterministic ODE solver ({', '.join(DETERMINISTIC)}), got {solver!r}")
-        if levels_per_batch is not None and (
-            isinstance(levels_per_batch, bool) or not isinstance(levels_per_batch, int) or levels_per_batch < 1
-        ):
-            raise ValueError(f"levels_per_batch must be an integer >= 1 or None, got {levels_per_batch!r}")
-        self.teacher, self.N, self.mu, self.rho = teacher, N, float(mu), float(rho)
-        self.levels_per_batch = levels_per_batch
-        self.distance = make_distance(distance)
-        self.target: EMA | None = None
-        self.teacher_calls = 0
-        self._target_state: dict[str, Any] | None = None
-        self._coefficients: dict[tuple, GridCoefficients] = {}
-
-    def __repr__(self) -> str:
-        return (f"ConsistencyDistillation(solver={self.solver!r}, N={self.N}, mu={self.mu}, "
-                f"distance={self.distance!r}, levels_per_batch={self.levels_per_batch})")  # fmt: skip
-
-    def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"target": self.target.state_dict() if self.target is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._target_state = state.get("target")
-
-    def _target(self, model: nn.Module) -> nn.Module:
-        """theta^-: created from theta at the first call, then moved by one EMA update per call (= per step)."""
-        if self.target is None:
-            self.target = EMA(model, self.mu, warmup=False)
-            if self._target_state is not None:
-                self.target.load_state_dict(self._target_state)
-                self._target_state = None
-        elif self.step > 0:
-            self.target.update(model)
-        return self.target.model
-
-    def teacher_step(self, sde: SDE, x: Tensor, t_from: float, t_to: float, y: Tensor | None = None) -> Tensor:
-        """x_hat at t_to: one ``solver`` step of the teacher's probability-flow ODE from t_from, shape of x.
-
-        The step's grid coefficients are computed once per (SDE, interval) and reused: a distillation step takes
-        one teacher step per level present in the batch.
-        """
-        key = (repr(sde), t_from, t_to)
-        if key not in self._coefficients:
-            self._coefficients[key] = GridCoefficients.from_grid(sde, torch.tensor([t_from, t_to], dtype=torch.float64))
-        score = CountingScore(_labelled(self.teacher, y))
-        times = torch.tensor([t_from, t_to], dtype=x.dtype, device=x.device)
-        out = self.solver.step(x, 0, StepContext(sde, score, self._coefficients[key], times, x.shape[0], None))
-        self.teacher_calls += score.calls * x.shape[0]
-        return out
-
-    def draw_levels(self, batch: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        """Level indices n in {0, ..., N - 2} (interval t_n < t_{n+1}) of shape (batch,), uniform over levels."""
-        k = batch if self.levels_per_batch is None else min(self.levels_per_batch, batch)
-        n = torch.randint(0, self.N - 1, (k,), **_draw(generator, like)).to(like.device)
-        return n if k == batch else n.repeat_interleave(-(-batch // k))[:batch]
-
-    def __call__(
-        self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None
-    ) -> Tensor:
-        if self.teacher is None:
-            raise ValueError("ConsistencyDistillation needs a teacher score (teacher=...)")
-        if isinstance(self.teacher, nn.Module):
-            self.teacher.to(x0.device)
-        sde, target = model.sde, self._target(model)
-        times = _levels(sde, model.eps, self.N, self.rho)  # increasing, (N,)
-        n = self.draw_levels(x0.shape[0], generator, x0)
-        z = torch.randn(x0.shape, **_draw(generator, x0)).to(x0)
-        t_hi, t_lo = times.to(x0)[n + 1], times.to(x0)[n]
-        x_hi = sde.perturb(x0, t_hi, z)
-        with torch.no_grad():
-            x_lo = torch.empty_like(x_hi)
-            for level in n.unique().tolist():
-                idx = (n == level).nonzero().squeeze(1)
-                y_idx = None if y is None else y[idx]
-                x_lo[idx] = self.teacher_step(sde, x_hi[idx], float(times[level + 1]), float(times[level]), y_idx)
-            goal = _labelled(target, y)(x_lo, t_lo)
-        self.step += 1
-        return self.distance(_labelled(model, y)(x_hi, t_hi), goal).mean()
-
-
 def ict_levels(step: int, total_steps: int, s0: int = 10, s1: int = 1280) -> int:
     """iCT's discretisation N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2(s1 / s0) + 1))."""
     stage = max(1, math.floor(total_steps / (math.log2(s1 / s0) + 1)))
     return min(s0 * 2 ** (step // stage), s1) + 1
 
 
-class ConsistencyTraining(_Objective):
+class ConsistencyTraining(Objective):
     """Improved consistency training (Song & Dhariwal 2023): no teacher, no EMA target.
 
     At step k with N = :func:`ict_levels` (k) levels sigma_1 < ... < sigma_N (EDM's rho-grid), n is drawn with
@@ -246,21 +118,21 @@ class ConsistencyTraining(_Objective):
         self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None
     ) -> Tensor:
         sde = model.sde
-        times = _levels(sde, model.eps, ict_levels(self.step, self.total_steps, self.s0, self.s1), self.rho)
+        times = level_times(sde, model.eps, ict_levels(self.step, self.total_steps, self.s0, self.s1), self.rho)
         sigmas = _sigma(sde, times)
         n = torch.multinomial(self.level_probs(sigmas).to(generator.device if generator else "cpu"),
                               x0.shape[0], replacement=True, generator=generator).to(x0.device)  # fmt: skip
-        z = torch.randn(x0.shape, **_draw(generator, x0)).to(x0)
+        z = torch.randn(x0.shape, **draw_options(generator, x0)).to(x0)
         t_hi, t_lo = times.to(x0)[n + 1], times.to(x0)[n]
         weight = (1 / (sigmas[1:] - sigmas[:-1])).to(x0)[n]
-        fn = _labelled(model, y)
+        fn = labelled(model, y)
         with torch.no_grad():
             goal = fn(sde.perturb(x0, t_lo, z), t_lo)
         self.step += 1
         return (weight * self.distance(fn(sde.perturb(x0, t_hi, z), t_hi), goal)).mean()
 
 
-class ConsistencyTuning(_Objective):
+class ConsistencyTuning(Objective):
     """Easy consistency tuning (Geng et al. 2024) from a diffusion model: continuous t, shrinking t - r.
 
     sigma_t ~ log-normal(P_mean, P_std) clipped to [sigma(eps), sigma(T)]; sigma_r = sigma_t (1 - n(sigma_t) / q^a)
@@ -314,16 +186,16 @@ class ConsistencyTuning(_Objective):
     ) -> Tensor:
         sde = model.sde
         lo, hi = float(_sigma(sde, torch.tensor(model.eps))), float(_sigma(sde, torch.tensor(sde.T)))
-        normal = torch.randn(x0.shape[0], **_draw(generator, x0)).to(x0.device, torch.float64)
+        normal = torch.randn(x0.shape[0], **draw_options(generator, x0)).to(x0.device, torch.float64)
         sigma_t = (self.p_mean + self.p_std * normal).exp().clamp(lo, hi)
         sigma_r = sigma_t * (1 - self.gap_ratio(sigma_t))
         t = sde.t_from_sigma(sigma_t).clamp(model.eps, sde.T)
         r = torch.where(sigma_r <= lo, torch.full_like(sigma_r, model.eps), sde.t_from_sigma(sigma_r.clamp_min(lo)))
         r = torch.minimum(r.clamp(model.eps, sde.T), t)
         weight = 1 / (_sigma(sde, t) - _sigma(sde, r)).clamp_min(1e-12)
-        z = torch.randn(x0.shape, **_draw(generator, x0)).to(x0)
+        z = torch.randn(x0.shape, **draw_options(generator, x0)).to(x0)
         t, r, weight = t.to(x0), r.to(x0), weight.to(x0)
-        fn = _labelled(model, y)
+        fn = labelled(model, y)
         with torch.no_grad():
             goal = fn(sde.perturb(x0, r, z), r)
         self.step += 1

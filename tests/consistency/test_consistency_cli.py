@@ -2,6 +2,7 @@
 anything is written, resume, and python -m scoresde.sample on a consistency checkpoint (tiny 2-D runs)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 import scoresde
+from scoresde.cli._runtime import CONF_DIR
+from scoresde.cli._settings import validate_train
 from scoresde.consistency import ConsistencyModel
 
-SLOW = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data=gaussian", "data.dataset.n_train=256", "data.dataset.n_test=32", "model=mlp", "model.net.width=16",
         "model.net.num_blocks=1", "train.steps=6", "train.batch_size=32", "train.checkpoint_every=3",
@@ -48,7 +51,7 @@ def test_distillation_from_a_checkpoint_then_sampling(teacher, tmp_path):
     _cli("scoresde.train", *TINY, "train=consistency_distillation", f"teacher={teacher}", f"hydra.run.dir={run}",
          cwd=tmp_path)  # fmt: skip
     ckpt = scoresde.load_checkpoint(run)
-    assert isinstance(ckpt.model, ConsistencyModel) and ckpt.model.output == "eps"  # the teacher's prediction
+    assert isinstance(ckpt.model, ConsistencyModel) and ckpt.model.output == "edm"
     assert (run / "samples_final.png").exists()
     log = (run / "train.log").read_text()
     assert "starts from the teacher's EMA weights" in log and "no test likelihood" in log
@@ -88,7 +91,7 @@ def test_training_and_tuning_run(teacher, tmp_path, train):
     extra = [f"teacher={teacher}"] if train == "consistency_tuning" else []
     _cli("scoresde.train", *TINY, f"train={train}", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     ckpt = scoresde.load_checkpoint(tmp_path / "run")
-    assert ckpt.model.output == ("eps" if extra else "edm")
+    assert ckpt.model.output == "edm"
     x, info = scoresde.sample(ckpt.sde, ckpt.model, (5, 2), solver="consistency", steps=2)
     assert info.nfe == 2 and torch.isfinite(x).all()
 
@@ -100,35 +103,39 @@ def test_teacher_oracle(tmp_path):
     assert scoresde.load_checkpoint(tmp_path / "run").model.output == "edm"
 
 
+def _config(*overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["train=consistency_distillation"], "teacher: train=ConsistencyDistillation needs"),
-        pytest.param(["train=consistency_tuning"], "teacher: train=ConsistencyTuning needs", marks=SLOW),
+        (["train=consistency_tuning"], "teacher: train=ConsistencyTuning needs"),
         (["train=consistency_distillation", "teacher=/no/such/run"], "no such checkpoint"),
-        pytest.param(
-            ["train=consistency_distillation", "teacher=oracle", "data=moons"],
-            "teacher=oracle needs a dataset",
-            marks=SLOW,
-        ),
-        pytest.param(
-            ["train=consistency_tuning", "teacher=oracle"], "teacher=oracle is for consistency distillation", marks=SLOW
-        ),
-        pytest.param(
-            ["train=consistency_distillation", "teacher=oracle", "consistency.output=score"],
-            "consistency.output",
-            marks=SLOW,
-        ),
-        pytest.param(
-            ["train=consistency_distillation", "teacher=oracle", "train.objective.solver=pc"],
-            "deterministic",
-            marks=SLOW,
-        ),
+        (["train=consistency_distillation", "teacher=oracle", "data=moons"], "teacher=oracle needs a dataset"),
+        (["train=consistency_tuning", "teacher=oracle"], "teacher=oracle is for consistency distillation"),
+        (["train=consistency_distillation", "teacher=oracle", "consistency.output=score"], "consistency.output"),
+        (["train=consistency_distillation", "teacher=oracle", "train.objective.solver=pc"], "deterministic"),
+        (["train=consistency_training", "consistency.sample_steps=0"], "consistency.sample_steps"),
     ],
 )
-def test_bad_settings_are_refused_before_anything_is_written(tmp_path, args, message):
-    proc = _cli("scoresde.train", *TINY, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
-    assert message in proc.stderr
+def test_bad_settings_are_refused_by_the_preflight(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_train(_config(*args))
+
+
+def test_good_settings_pass_the_preflight():
+    validate_train(_config("train=consistency_distillation", "teacher=oracle"))
+    validate_train(_config("train=consistency_training"))
+
+
+@pytest.mark.slow
+def test_a_refused_run_writes_nothing(tmp_path):
+    proc = _cli("scoresde.train", *TINY, "train=consistency_distillation", "teacher=/no/such/run",
+                f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)  # fmt: skip
+    assert "no such checkpoint" in proc.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -144,3 +151,14 @@ def test_teacher_of_another_sde_or_shape_or_corrupt_is_refused(teacher, tmp_path
     proc = _cli("scoresde.train", *base, f"teacher={bad}", cwd=tmp_path, ok=False)
     assert "cannot be loaded" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_inpainting_task_with_a_consistency_checkpoint(tmp_path):
+    """python -m scoresde.sample ckpt=CM task=inpaint task.method=consistency (Algorithm 4) on a tiny digits model."""
+    small = ["train.steps=2", "train.batch_size=8", "model.net.channels=8", "model.net.ch_mult=[1]",
+             "model.net.attn_levels=[]", "sample.n=4", "progress=false", "device=cpu"]  # fmt: skip
+    _cli("scoresde.train", "train=consistency_training", *small, f"hydra.run.dir={tmp_path / 'cm'}", cwd=tmp_path)
+    _cli("scoresde.sample", f"ckpt={tmp_path / 'cm'}", "task=inpaint", "task.method=consistency", "n=2",
+         "task.samples=2", "steps=2", "progress=false", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
+    assert (tmp_path / "s" / "inpaint_half.png").exists()
