@@ -47,15 +47,14 @@ def installed(tmp_path_factory):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "MANIFEST.in", "NOTICE"):
         shutil.copy2(ROOT / name, src / name)
-    for name in ("scoresde", "conf"):
-        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    shutil.copytree(ROOT / "scoresde", src / "scoresde", ignore=skip)
     # without build isolation when setuptools is at hand (no download); Python >= 3.12 venvs lack it, pip fetches it
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     _check([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", src])
     (wheel,) = (tmp / "dist").glob("scoresde-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-    assert {"scoresde/data/digits.npz", "scoresde/_conf/config.yaml"} <= names, "the wheel lacks its data or configs"
+    assert {"scoresde/data/digits.npz", "scoresde/conf/config.yaml"} <= names, "the wheel lacks its data or configs"
     assert not any(n.startswith("scoresde/_build") or n == "backend.py" for n in names)
     venv = tmp / "venv"
     _check([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
@@ -98,10 +97,9 @@ def test_installed_wheel_trains_and_samples_outside_the_repository(installed, tm
     assert json.loads((where / "nll" / "likelihood.json").read_text())["n"] == 4
 
 
-def test_every_package_is_in_the_wheel_listing():
-    """pyproject.toml lists the packages by hand (to map conf/ into the wheel as scoresde._conf): a new subpackage
-    must be added."""
+def test_the_configs_live_in_the_package_and_conf_links_to_them():
+    """One config tree: scoresde/conf (package data); the repository's top-level conf is a link to it."""
+    assert (ROOT / "conf").is_symlink() and (ROOT / "conf").resolve() == (ROOT / "scoresde" / "conf").resolve()
+    assert (ROOT / "scoresde" / "conf" / "config.yaml").is_file()
     text = (ROOT / "pyproject.toml").read_text()
-    for init in (ROOT / "scoresde").rglob("__init__.py"):
-        name = ".".join(init.parent.relative_to(ROOT).parts)
-        assert f'"{name}"' in text, f"{name} is missing from [tool.setuptools] packages in pyproject.toml"
+    assert "package-dir" not in text and "backend-path" not in text  # standard discovery, standard backend

@@ -22,14 +22,9 @@ from ..distributed import init_from_env, launch_env
 
 
 def config_dir() -> Path:
-    """The config tree: ``scoresde/_conf`` inside an installed wheel, else the repository's top-level ``conf/``.
-
-    The wheel ships ``conf/`` as package data (pyproject.toml maps it onto ``scoresde._conf``); a source checkout
-    and an editable install read ``conf/`` itself, so edits there take effect at once.
-    """
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "_conf"
-    return packaged if packaged.is_dir() else package.parent / "conf"
+    """The config tree, ``scoresde/conf``: package data of the wheel, and the same folder in a checkout (the
+    repository's top-level ``conf`` is a link to it), so edits there take effect at once in an editable install."""
+    return Path(__file__).resolve().parents[1] / "conf"
 
 
 CONF_DIR = str(config_dir())
