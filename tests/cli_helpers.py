@@ -48,9 +48,10 @@ def write_checkpoint(path: Path, data: str, *overrides: str) -> Path:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"data={data}", "sde=vp", "model=mlp", "model.net.width=16", *overrides])
     config = OmegaConf.to_container(cfg, resolve=True)
-    event_shape = tuple(instantiate(config["data"]["dataset"]).event_shape)
+    dataset = instantiate(config["data"]["dataset"])
+    event_shape = tuple(dataset.event_shape)
     torch.manual_seed(0)
-    model = build_score_model(config["model"], instantiate(config["sde"]), event_shape)
+    model = build_score_model(config["model"], instantiate(config["sde"]), event_shape, data=dataset.train)
     state = {"format": FORMAT, "version": VERSION, "step": 7, "event_shape": list(event_shape),
              "model": model.state_dict(), "ema": {"model": model.state_dict(), "num_updates": 7, "decay": 0.999},
              "config": config}  # fmt: skip
