@@ -146,7 +146,7 @@ def optimize_schedule(
     score_fn: ScoreFn,
     shape: tuple[int, ...],
     *,
-    solver: Solver,
+    solver: str | Solver,
     nfe: int,
     eps: float = 1e-3,
     fine: int = 64,
@@ -164,7 +164,8 @@ def optimize_schedule(
         shape: (P, *event_shape): P >= 2 pilot starts x_T are drawn from the SDE's prior; the first half fits the
             grid, the second half checks it (the descent's result, its start or the default grid, whichever is best
             there, is returned).
-        solver: A deterministic fixed-grid solver object (UniPC, DPMSolver, DDIM with eta = 0, EDMHeun, ODE).
+        solver: A deterministic fixed-grid solver (UniPC, DPMSolver, DDIM with eta = 0, EDMHeun, ODE): its name in
+            ``SOLVERS`` (default options) or the configured object.
         nfe: The budget the schedule is for; its grid has as many intervals as ``solver.plan(nfe=nfe)``.
         eps: End time of the solve.
         fine: Intervals of the fine lambda-uniform grid the dynamic programme chooses from (>= the steps).
@@ -176,8 +177,14 @@ def optimize_schedule(
     Returns:
         A :class:`~.schedule_file.Schedule`: ``times`` (N + 1,) float64, T to eps, and the pilot cost and errors.
     """
+    if isinstance(solver, str):  # a name in SOLVERS, with its default options (as scoresde.sample takes it)
+        from . import SOLVERS
+
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+        solver = SOLVERS[solver]()
     if not isinstance(solver, Solver):
-        raise TypeError(f"solver must be a Solver object, got {type(solver).__name__}")
+        raise TypeError(f"solver must be a solver name or a Solver object, got {type(solver).__name__}")
     check_deterministic(solver)
     steps = len(solver.plan(sde, eps, nfe=nfe)) - 1
     for name, value, low in (("fine", fine, steps), ("teacher_refine", teacher_refine, 1), ("sweeps", sweeps, 0)):
