@@ -130,7 +130,7 @@ def test_multirun_over_sdes_on_points(tmp_path):
 
 
 def test_console_scripts_are_declared():
-    text = (Path(CONF_DIR).parent / "pyproject.toml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert 'scoresde-train = "scoresde.cli.train:main"' in text
     assert 'scoresde-sample = "scoresde.cli.sample:main"' in text
 
