@@ -15,8 +15,8 @@ noise floor (the FD of n exact data samples, mean of 8 draws). The targets of is
 teacher's best PF-ODE FD, 2-step <= 1.5x; CT 2-step <= 2x. Training cost from each run's summary.json: wall time,
 steps per second, teacher calls per step, threads.
 
-    PYTHONPATH=. python benchmarks/consistency.py --work /tmp/cm_bench     # about 25 minutes on one shared thread
-    PYTHONPATH=. python benchmarks/consistency.py --quick --work /tmp/cm_q  # smoke run (20 steps, n = 500)
+    PYTHONPATH=. python benchmarks/consistency.py --work WORK_DIR     # about 25 minutes on one shared thread
+    PYTHONPATH=. python benchmarks/consistency.py --quick --work WORK_DIR  # smoke run (20 steps, n = 500)
 
 Writes benchmarks/results/consistency/oracle.csv and oracle.md.
 """

@@ -23,6 +23,7 @@ import argparse
 import copy
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -185,7 +186,10 @@ def load_full_config(repo: Path, tmp: Path, path: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", type=Path, default=Path("/work/.mirror/yang-song+score_sde_pytorch/repo"))
+    default_repo = (
+        Path(os.environ.get("SCORESDE_REFERENCE_ROOT", "references")) / "yang-song+score_sde_pytorch" / "repo"
+    )
+    parser.add_argument("--repo", type=Path, default=default_repo, help="git directory of score_sde_pytorch")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/models/fixtures")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -56,7 +56,8 @@ from scoresde.oracle import GaussianMixture, anisotropic_gaussian, eight_gaussia
 
 RESULTS = Path(__file__).parent / "results"
 EPS = 1e-3
-K_DIFFUSION = Path("/work/.mirror/crowsonkb+k-diffusion/repo")
+# a snapshot of k-diffusion under SCORESDE_REFERENCE_ROOT (see benchmarks/provenance.py); --k-diffusion overrides
+K_DIFFUSION = Path(os.environ.get("SCORESDE_REFERENCE_ROOT", "references")) / "crowsonkb+k-diffusion" / "repo"
 
 
 # --------------------------------------------------------------------------------------------- problems
