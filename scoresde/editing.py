@@ -20,9 +20,9 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from .models.parameterization import check_score_sde
-from .sampling import make_solver, sample, tweedie_denoise
+from .sampling import make_solver, sample
 from .sde import SDE, ScoreFn
-from .solvers.base import CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+from .solvers.base import NonFiniteError, SampleInfo, Solver
 
 ENCODE_METHODS = ("dopri5", "bosh3", "dopri8", "euler", "midpoint", "rk4")
 """torchdiffeq methods :func:`encode` takes: adaptive ("dopri5", "bosh3", "dopri8") or fixed-step on ``steps``."""
@@ -120,22 +120,11 @@ def img2img(
         raise ValueError(f"generator is on {generator.device} but x is on {x.device}")
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_t = float(sde.mean_scale(t_start)) * x + float(sde.std(t_start)) * z
-    score, stats = CountingScore(score_fn, budget=nfe), {}
-
-    def run() -> Tensor:
-        with torch.no_grad():
-            out, _ = integrate(solver, sde, score, x_t, times, generator=generator, progress=progress,
-                               nfe_budget=nfe, stats=stats)  # fmt: skip
-            score.budget = None  # the final denoising call is outside the budget, as in sample()
-            if denoise:
-                out = tweedie_denoise(sde, score, out, float(times[-1]))
-                if not bool(torch.isfinite(out).all()):
-                    raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
-        return out
-
-    out, wall = timed(run, x.device)
-    extras = solver.describe() | {"denoise": denoise, "t_start": t_start} | stats
-    return out, SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, None)
+    # the reverse solve is sample() from x_t on the grid that starts at t_start: one loop, one denoising step
+    out, info = sample(sde, score_fn, None, solver=solver, steps=steps, nfe=nfe, eps=eps, denoise=denoise,
+                       generator=generator, progress=progress, start=x_t, times=times)  # fmt: skip
+    info.extras["t_start"] = t_start
+    return out, info
 
 
 def encode(
