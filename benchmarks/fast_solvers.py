@@ -20,7 +20,7 @@ options), ``recommended`` (the best of each reference package's defaults and doc
 the evaluation starts; its pilot cost is stored). Targets: defaults <= 2x recommended at 6 NFE and <= 1x at 10 and
 20; optimized <= 1x hindsight.
 
-    SCORESDE_REFERENCE_ROOT=/path/to/snapshots PYTHONPATH=. python benchmarks/fast_solvers.py --split heldout
+    SCORESDE_REFERENCE_ROOT=SNAPSHOTS_DIR PYTHONPATH=. python benchmarks/fast_solvers.py --split heldout
 
 writes benchmarks/results/fast_solvers_<split>.csv (every row, with the provenance header) and .md (the summary).
 """

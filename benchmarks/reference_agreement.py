@@ -1,6 +1,6 @@
 """Write the committed agreement fixtures: the official DPM-Solver and UniPC code's outputs on oracle problems.
 
-    SCORESDE_REFERENCE_ROOT=/path/to/snapshots PYTHONPATH=. python benchmarks/reference_agreement.py
+    SCORESDE_REFERENCE_ROOT=SNAPSHOTS_DIR PYTHONPATH=. python benchmarks/reference_agreement.py
 
 runs each configuration of ``PAIRS`` with the official code at the commits pinned in
 :data:`reference_solvers.SOURCES` (exact oracle score, float64, nfe = 12, from x_T to eps = 1e-3 on the 8-D

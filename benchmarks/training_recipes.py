@@ -19,7 +19,7 @@ own error, measured with the exact score at the same tolerance, subtracted), and
 exact sample sets) of ODE samples (``ode`` dopri5 and ``unipc`` at 20 NFE) and of ``dpmpp_2m_sde`` at 20 NFE, with the
 fraction of samples beyond the data's scale (|x| above the largest |x| of the training data).
 
-    SCORESDE_REFERENCE_ROOT=/path/to/snapshots OMP_NUM_THREADS=1 python benchmarks/training_recipes.py \\
+    SCORESDE_REFERENCE_ROOT=SNAPSHOTS_DIR OMP_NUM_THREADS=1 python benchmarks/training_recipes.py \\
         --datasets mixture gaussian8 --sdes vp subvp ve --recipes paper edm edm2 nvlabs_edm --seed 0 --tag select
 
 ``--seed`` seeds the data split and the training; settings are chosen on seed 0 and checked on seed 1 (held out).

@@ -113,7 +113,7 @@ def _config(*overrides):
     [
         (["train=consistency_distillation"], "teacher: train=ConsistencyDistillation needs"),
         (["train=consistency_tuning"], "teacher: train=ConsistencyTuning needs"),
-        (["train=consistency_distillation", "teacher=/no/such/run"], "no such checkpoint"),
+        (["train=consistency_distillation", "teacher=no/such/run"], "no such checkpoint"),
         (["train=consistency_distillation", "teacher=oracle", "data=moons"], "teacher=oracle needs a dataset"),
         (["train=consistency_tuning", "teacher=oracle"], "teacher=oracle is for consistency distillation"),
         (["train=consistency_distillation", "teacher=oracle", "consistency.output=score"], "consistency.output"),
@@ -133,7 +133,7 @@ def test_good_settings_pass_the_preflight():
 
 @pytest.mark.slow
 def test_a_refused_run_writes_nothing(tmp_path):
-    proc = _cli("scoresde.train", *TINY, "train=consistency_distillation", "teacher=/no/such/run",
+    proc = _cli("scoresde.train", *TINY, "train=consistency_distillation", "teacher=no/such/run",
                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)  # fmt: skip
     assert "no such checkpoint" in proc.stderr
     assert not (tmp_path / "run").exists()
