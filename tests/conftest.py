@@ -1,4 +1,8 @@
-"""Shared fixtures. Tests run single-threaded: on a busy 2-core machine that is the fast setting."""
+"""Shared fixtures. Tests run single-threaded: on a busy 2-core machine that is the fast setting. The default run
+spreads test modules over one pytest-xdist worker per core this process may use (``-n auto``, see
+:func:`pytest_xdist_auto_num_workers`); ``-n 0`` runs everything in one process."""
+
+import os
 
 import pytest
 import torch
@@ -6,6 +10,14 @@ import torch
 import scoresde
 
 torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: the cores in this process's affinity mask (``os.sched_getaffinity``), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # platforms without affinity masks
+        return os.cpu_count() or 1
 
 
 SDE_FACTORIES = {

@@ -39,7 +39,6 @@ def test_sample_cli_takes_a_budget(tiny_run, tmp_path, solver, nfe, spent):
         assert int(f["nfe"]) == spent + 1  # the final denoising call is outside the budget
 
 
-@pytest.mark.slow
 def test_fid_sweep_takes_a_budget(tiny_run, tmp_path):
     out = tmp_path / "sweep"
     _run(["benchmarks/fid_sweep.py", "-m", f"ckpt={tiny_run}", "solver=unipc", "nfe=4,6", "num_samples=60",

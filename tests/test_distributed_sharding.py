@@ -116,7 +116,6 @@ def test_sample_sharded_refuses_the_options_it_sets():
         sample_sharded(SDE, TARGET.score_fn(SDE), 4, (2,), noise="brownian", **OPTIONS)
 
 
-@pytest.mark.slow
 def test_two_processes_sample_what_one_process_samples(tmp_path):
     single, _ = sample_sharded(SDE, TARGET.score_fn(SDE), 10, (2,), seed=3, batch_size=3, **OPTIONS)
     mp.spawn(_sample_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "x.pt")), nprocs=2, join=True)
@@ -125,7 +124,6 @@ def test_two_processes_sample_what_one_process_samples(tmp_path):
     assert torch.equal(two["x"], single)
 
 
-@pytest.mark.slow
 def test_two_processes_evaluate_the_likelihood_of_one_process(tmp_path):
     ckpt = _write_checkpoint(tmp_path / "checkpoints", "mixture")
     single = evaluate(_likelihood_config(ckpt, "limit=12", "batch_size=5", "divergence=rademacher"), "cpu")
