@@ -34,5 +34,8 @@ def build_consistency_model(
         raise ValueError(f"the model config needs a 'net' block, got keys {sorted(model_config)}")
     net = instantiate(model_config["net"], event_shape=tuple(event_shape))
     options = {k: consistency[k] for k in ("eps", "output", "sigma_data") if k in consistency}
-    return ConsistencyModel(net, sde, num_levels=int(model_config.get("num_levels", 1000)),
+    # the score network's time input, so that a teacher's weights mean the same to the student (a discrete-level
+    # teacher's index is continued as continuous time)
+    time_input = "log_sigma" if model_config.get("time_input") == "log_sigma" else "continuous"
+    return ConsistencyModel(net, sde, num_levels=int(model_config.get("num_levels", 1000)), time_input=time_input,
                             scale_input=bool(model_config.get("scale_input", True)), **options)  # fmt: skip

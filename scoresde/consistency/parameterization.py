@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
+from ..models.parameterization import TIME_INPUTS, LogSigmaTime
 from ..sde import SDE
 
 
@@ -80,8 +81,8 @@ class ConsistencyModel(nn.Module):
     """A network wrapped into a consistency function ``forward(x, t) -> x_eps`` for a given SDE and end time eps.
 
     The network is called as ``net(c_in * x, c)`` exactly as :class:`scoresde.models.ScoreModel` calls it (c_in =
-    1 / sqrt(m^2 + s^2), c = (num_levels - 1) t / T), so a score network's weights fit a student of the same
-    architecture (consistency distillation and tuning start from them).
+    1 / sqrt(m^2 + s^2), c the same time input: (num_levels - 1) t / T, or EDM's ln(sigma) / 4), so a score
+    network's weights fit a student of the same architecture (consistency distillation and tuning start from them).
 
     Args:
         net: A network ``net(x, time_input)`` returning a tensor of x's shape.
@@ -90,6 +91,8 @@ class ConsistencyModel(nn.Module):
         output: ``"edm"`` (default, the paper's), ``"eps"`` or ``"x0"``; see the module docstring.
         sigma_data: Data scale in c_skip, c_out (paper: 0.5 for images in [-1, 1]).
         num_levels: The network's time scale [0, num_levels - 1] (as ScoreModel's).
+        time_input: ``"continuous"`` (c = (num_levels - 1) t / T, default) or ``"log_sigma"`` (EDM's
+            c_noise = ln(sigma(t)) / 4): the teacher's, so that its weights mean the same.
         scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
 
     Shapes: x (B, *event_shape), t a float or a (B,) tensor in [eps, T]; returns (B, *event_shape) in x's dtype.
@@ -107,6 +110,7 @@ class ConsistencyModel(nn.Module):
         sigma_data: float = 0.5,
         num_levels: int = 1000,
         scale_input: bool = True,
+        time_input: str = "continuous",
     ) -> None:
         super().__init__()
         if not callable(net):
@@ -121,6 +125,12 @@ class ConsistencyModel(nn.Module):
             raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
         if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
             raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        if time_input not in ("continuous", "log_sigma"):
+            raise ValueError(f"time_input must be 'continuous' or 'log_sigma', got {time_input!r}")
+        self.time_input = time_input
+        self._time = TIME_INPUTS[time_input](num_levels)
+        if isinstance(self._time, LogSigmaTime):
+            self._time.bind(sde)
         self.net, self.sde, self.eps, self.output = net, sde, float(eps), output
         self.sigma_data, self.num_levels, self.scale_input = float(sigma_data), num_levels, bool(scale_input)
         self._output = {"edm": EDMOutput(self.sigma_data), "eps": EpsOutput(), "x0": X0Output(self.sigma_data)}[output]
@@ -128,7 +138,7 @@ class ConsistencyModel(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"sde={self.sde!r}, eps={self.eps}, output={self.output!r}, sigma_data={self.sigma_data}, "
-            f"num_levels={self.num_levels}, scale_input={self.scale_input}"
+            f"num_levels={self.num_levels}, scale_input={self.scale_input}, time_input={self.time_input!r}"
         )
 
     def check_sde(self, sde: SDE) -> None:
@@ -149,7 +159,7 @@ class ConsistencyModel(nn.Module):
         m_eps, s_eps = self.sde.mean_scale(t_eps), self.sde.std(t_eps)  # at t = eps the ratios are exactly 1, 0
         c_skip, c_out = self._output.coefficients(s / m, s_eps / m_eps)
         c_in = torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
-        x_in, c = append_dims(c_in, x.ndim) * x, t * ((self.num_levels - 1) / self.sde.T)
+        x_in, c = append_dims(c_in, x.ndim) * x, self._time(t, self.sde.T)
         param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
         if param is not None and param.is_floating_point() and param.dtype != x.dtype:
             x_in, c = x_in.to(param.dtype), c.to(param.dtype)

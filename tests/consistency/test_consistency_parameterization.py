@@ -6,6 +6,7 @@ from consistency_checks import make_net
 
 import scoresde
 from scoresde.consistency import OUTPUTS, ConsistencyModel
+from scoresde.consistency.build import build_consistency_model
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
@@ -63,3 +64,27 @@ def test_wrong_sde_is_refused():
     model = ConsistencyModel(make_net((2,)), scoresde.VPSDE())
     with pytest.raises(ValueError, match="built for"):
         model.check_sde(scoresde.VESDE())
+
+
+@pytest.mark.parametrize("time_input", ["continuous", "log_sigma"])
+def test_the_network_sees_the_teachers_time_input(sde, time_input):
+    """The student calls its network with the time input its teacher's ScoreModel uses (999 t / T or ln(sigma) / 4),
+    and build_consistency_model takes it from the run's model config."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, c):
+            seen.append(c.clone())
+            return torch.zeros_like(x)
+
+    t = torch.tensor([0.01, 0.3, 1.0])
+    ConsistencyModel(Recorder(), sde, time_input=time_input)(torch.randn(3, 2), t)
+    teacher = scoresde.ScoreModel(Recorder(), sde, time_input=time_input)
+    torch.testing.assert_close(seen[0], teacher.net_time(t))
+    if time_input == "log_sigma":
+        torch.testing.assert_close(seen[0], torch.log(sde.sigma(t)) / 4)
+    config = {"net": {"_target_": "scoresde.models.MLP", "width": 8, "num_blocks": 1}, "time_input": time_input}
+    built = build_consistency_model(config, {"eps": 1e-3, "output": "edm", "sigma_data": 0.5}, sde, (2,))
+    assert built.time_input == time_input
+    with pytest.raises(ValueError, match="time_input"):
+        ConsistencyModel(Recorder(), sde, time_input="discrete")
