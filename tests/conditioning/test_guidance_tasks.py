@@ -67,7 +67,7 @@ def _shell(module, *args, cwd):
 
 
 def test_train_with_labels_then_cfg_sampling_from_the_command_line(tmp_path):
-    """The fast form of the test below: the CLI trains a label-conditional model (4 steps) and samples task=cfg."""
+    """The CLI trains a label-conditional model (4 steps) and samples task=cfg."""
     repo = Path(__file__).resolve().parents[2]
     tiny = ["model.net.channels=4", "model.net.ch_mult=[1,2]", "train.steps=4", "train.batch_size=32",
             "sample.n=4", "sample.steps=2", "eval.n_test=0", "progress=false", "device=cpu", "threads=1"]  # fmt: skip
@@ -81,7 +81,6 @@ def test_train_with_labels_then_cfg_sampling_from_the_command_line(tmp_path):
         assert f["samples"].shape[:2] == (2, 8) and (f["labels"] == 3).all() and np.isfinite(f["samples"]).all()
 
 
-@pytest.mark.slow
 def test_train_with_labels_then_guided_sampling_from_the_command_line(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     tiny = ["model.net.channels=4", "model.net.ch_mult=[1,2]", "train.steps=4", "train.batch_size=32",
