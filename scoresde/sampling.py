@@ -10,7 +10,7 @@ from torch import Tensor
 from .consistency.parameterization import check_model_kind
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS, grids
-from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+from .solvers.base import Callback, CountingScore, SampleInfo, Solver, integrate, timed
 from .solvers.noise import BrownianNoise, KeyedNoise, NoiseSource
 
 
@@ -41,17 +41,6 @@ def make_noise(
     if seed is None:
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device if generator else "cpu"))
     return BrownianNoise(seed, eps, T) if noise == "brownian" else KeyedNoise(seed)
-
-
-def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
-    """Tweedie's formula: E[x_0 | x_t] = (x_t + s(t)^2 grad log p_t(x_t)) / m(t); one score evaluation.
-
-    At t = eps this is the final denoising step of NCSNv2 (Song & Ermon 2020) and of Song et al. 2021;
-    the division by m(eps) (= 1 for VE, 1 - O(eps) for VP) makes it the exact posterior mean.
-    """
-    m, s = float(sde.mean_scale(t)), float(sde.std(t))
-    time = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-    return (x + s**2 * score(x, time)) / m
 
 
 def _initial_state(sde, shape, start, generator, device, dtype) -> Tensor:
@@ -160,31 +149,15 @@ def sample(
     noise_source = make_noise(noise, seed, generator, eps, sde.T)
     stats: dict[str, Any] = {}
     x = _initial_state(sde, shape, start, generator, device, dtype)
+    denoise = denoise and getattr(solver, "final_denoise", True)  # a consistency sampler ends on f(x, eps)
 
     def run() -> tuple[Tensor, Tensor | None]:
         with torch.no_grad():
-            out, traj = integrate(
-                solver,
-                sde,
-                score,
-                x,
-                times,
-                generator=generator,
-                callback=callback,
-                trajectory=trajectory,
-                progress=progress,
-                nfe_budget=nfe,
-                stats=stats,
-                noise=noise_source,
-            )
-            score.budget = None  # the final denoising call is outside the solve's budget
-            if denoise and getattr(solver, "final_denoise", True):  # a consistency sampler ends on f(x, eps)
-                out = tweedie_denoise(sde, score, out, float(times[-1]))
-                if not bool(torch.isfinite(out).all()):
-                    raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
-        return out, traj
+            return integrate(solver, sde, score, x, times, generator=generator, callback=callback,
+                             trajectory=trajectory, progress=progress, nfe_budget=nfe, stats=stats, noise=noise_source,
+                             denoise=denoise)  # fmt: skip
 
     (out, traj), wall = timed(run, x.device)
-    extras = solver.describe() | {"denoise": denoise and getattr(solver, "final_denoise", True)} | stats
+    extras = solver.describe() | {"denoise": denoise} | stats
     info = SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, traj)
     return out, info

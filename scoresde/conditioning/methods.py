@@ -9,17 +9,15 @@ never exceeds it, times the run, and returns a :class:`~scoresde.solvers.SampleI
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..consistency.parameterization import check_model_kind
-from ..sampling import tweedie_denoise
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
-from ..solvers.base import CountingScore, NonFiniteError, SampleInfo, check_count, check_steps_or_nfe, integrate, timed
+from ..solvers.base import CountingScore, SampleInfo, check_steps_or_nfe, steps_for_budget, timed
 from .observation import BoundObservation, Observation
 
 
@@ -58,9 +56,11 @@ class ConditionalMethod(abc.ABC):
     ) -> tuple[Tensor, dict[str, Any]]:
         """Draw one sample per observation: x of shape (B, *event_shape), equal to y where observed, and extras.
 
+        Runs without gradients, on :func:`~scoresde.solvers.base.integrate` (``denoise`` is its final step). The
+        score evaluations per sample are counted by ``score`` (its rows over the batch).
+
         Returns:
-            The samples and a dict of statistics for :attr:`SampleInfo.extras` (it may set ``"nfe"``, the score
-            evaluations per sample, when a score call evaluates several states per sample).
+            The samples and a dict of statistics for :attr:`SampleInfo.extras`.
         """
 
     def describe(self) -> dict[str, Any]:
@@ -70,34 +70,6 @@ class ConditionalMethod(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
         return f"{type(self).__name__}({args})"
-
-
-def walk(
-    solver, sde: SDE, score: CountingScore, x: Tensor, times: Tensor, generator, progress: bool, denoise: bool
-) -> Tensor:
-    """:func:`integrate` ``solver`` over ``times`` without gradients, then (optionally) Tweedie's denoising step."""
-    with torch.no_grad():
-        x, _ = integrate(solver, sde, score, x, times, generator=generator, progress=progress)
-        if denoise:
-            x = tweedie_denoise(sde, score, x, float(times[-1]))
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
-    return x
-
-
-def steps_for_budget(cost: Callable[[int], int], nfe: int) -> int:
-    """The largest step count whose cost (score evaluations per sample, non-decreasing in steps) is <= ``nfe``."""
-    check_count("nfe", nfe)
-    c1 = cost(1)
-    if c1 > nfe:
-        raise ValueError(f"nfe={nfe} is below the cost of one step of this method ({c1} score evaluations per sample)")
-    slope = max(cost(2) - c1, 1)
-    steps = 1 + (nfe - c1) // slope  # exact when the cost is affine in steps; checked below either way
-    while steps > 1 and cost(steps) > nfe:
-        steps -= 1
-    while steps < nfe and cost(steps + 1) <= nfe:
-        steps += 1
-    return steps
 
 
 def make_method(method: str | ConditionalMethod, table: dict[str, type], **options: Any) -> ConditionalMethod:
@@ -138,15 +110,15 @@ def sample_conditional(
     grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
     method = method.for_budget(nfe)
     if nfe is not None:
-        steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe)
+        steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe, type(method).__name__)
     times = method.grid(sde, method.default_steps if steps is None else steps, eps)
     score = CountingScore(score_fn)
 
     def go() -> tuple[Tensor, dict[str, Any]]:
-        return method.run(sde, score, obs, times, denoise=denoise, generator=generator, progress=progress)
+        with torch.no_grad():
+            return method.run(sde, score, obs, times, denoise=denoise, generator=generator, progress=progress)
 
     (x, extras), wall = timed(go, y.device)
     x = obs.merge(x, obs.y)  # exactly y where observed, also after the denoising step
     extras = method.describe() | {"denoise": denoise, "budget": nfe} | extras
-    used = int(extras.pop("nfe", score.calls))
-    return x, SampleInfo(used, wall, len(times) - 1, type(method).__name__, extras, times)
+    return x, SampleInfo(score.rows // obs.batch, wall, len(times) - 1, type(method).__name__, extras, times)

@@ -192,13 +192,7 @@ def optimize_schedule(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if shape[0] < 2:
         raise ValueError(f"shape[0] (the number of pilots) must be >= 2: half fit, half check, got {shape[0]}")
-    used = [0]  # score evaluations summed over samples
-
-    def counted(x: Tensor, t: Tensor) -> Tensor:
-        used[0] += x.shape[0]
-        return score_fn(x, t)
-
-    score = CountingScore(counted)
+    score = CountingScore(score_fn)
     with torch.no_grad():
         x_T = sde.prior_sampling(tuple(shape), generator=generator, device=device, dtype=dtype)
         lam_ends = times_to_lam(sde, torch.tensor([sde.T, eps], dtype=torch.float64))
@@ -229,7 +223,7 @@ def optimize_schedule(
         nfe=nfe,
         eps=float(eps),
         pilots=int(shape[0]),
-        pilot_evaluations=used[0],
+        pilot_evaluations=score.rows,
         pilot_calls=score.calls,
         pilot_error=checked[chosen],
         default_error=checked["default"],
