@@ -201,7 +201,7 @@ def run_likelihood(solver: str, sde, data, x: torch.Tensor, tol: float, net: boo
         rhs = AugmentedFlow(sde, score, ExactDivergence(), eps=EPS_LIKELIHOOD)
 
         def f(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            drift, div = rhs(t, (y[:, :-1], y[:, -1]))
+            drift, div = rhs(t.clamp(max=sde.T), (y[:, :-1], y[:, -1]))  # the first step-size probe may pass T
             return torch.cat([drift, div[:, None]], 1)
 
         y0 = torch.cat([x, torch.zeros(len(x), 1, dtype=x.dtype)], 1)

@@ -17,13 +17,17 @@ log N(z; 0, prior_std^2 I) - log p_T(z), large for VE with a small sigma_max, an
 stopping at eps, log p_eps(x) - log p_0(x). ``benchmarks/likelihood_accuracy.py`` reports both next to the
 solver error.
 
-Batch dependence. An adaptive solver shares one step-size sequence across the batch. Here the error norm is
-the MAX over samples of each sample's own norm (max of the RMS over its coordinates and |error| of its
-log-determinant), so every sample's local error meets rtol/atol as it would alone: a sample's result depends
-on its batch-mates only through the (finer) step sequence, i.e. within the solver tolerance; the
-tests check that batched and one-at-a-time answers agree to that level. (torchdiffeq's default RMS over the
-whole batch would instead dilute a hard sample's error by the easy ones.) The cost of a batch is set by its
-hardest sample.
+Error control and batches. The default method, "dopri5", gives every sample its own step size and time
+(``per_sample``, :func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`): each sample's local error meets
+rtol/atol exactly as it would if it were solved alone, its result does not depend on its batch, and the batch costs
+the sum of its samples' evaluations, not the batch size times the hardest sample's. With one step-size sequence for
+the batch (``per_sample=False``, and every other adaptive method) the error norm is the MAX over samples of each
+sample's own norm (max of the RMS over its coordinates and |error| of its log-determinant), so every sample still
+meets the tolerance, and the easy ones are solved more finely than they need, at the hardest sample's cost.
+(torchdiffeq's default, and the reference implementation's, is the RMS over the whole batch, which dilutes a hard
+sample's error by the easy ones: at rtol = atol = 1e-5 on the 2-D mixture it needs about 0.6x the per-sample
+solver's batched calls but its worst sample is ~20x further from the exact answer; benchmarks/loop_overhead.py
+compares the speed with the reference.)
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torchdiffeq
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -42,16 +45,15 @@ from .._utils import check_finite, event_size
 from .._validation import check_choice, check_positive, is_int
 from ..models.parameterization import check_score_sde
 from ..sde import SDE, ScoreFn
-from ..solvers.base import CountingScore, NonFiniteError, Solver, StepContext, check_steps_or_nfe, integrate
-from ..solvers.ode import ODE_METHODS, rk_step
+from ..solvers.base import CountingScore, StepContext, check_steps_or_nfe, integrate
+from ..solvers.ode import ODE_METHODS, FlowTerm, ProbabilityFlowODE, State
 from .divergence import Divergence, make_divergence
 from .quantization import BitsPerDim, Quantization
 
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-METHODS = frozenset(_ADAPTIVE) | {name for name, spec in ODE_METHODS.items() if not spec.adaptive}
-"""Adaptive methods (torchdiffeq's, with the per-sample error norm) and the fixed-step Runge-Kutta methods of
-:data:`scoresde.solvers.ode.ODE_METHODS` ("euler", "midpoint", "heun", "rk4"), which walk a grid of ``steps``
-intervals through the sampler's loop."""
+METHODS = frozenset(ODE_METHODS)
+"""The methods of :data:`scoresde.solvers.ode.ODE_METHODS`: adaptive ("dopri5", "bosh3", "dopri8", "fehlberg2",
+"adaptive_heun") and fixed-step Runge-Kutta ("euler", "midpoint", "heun", "rk4") on a grid of ``steps`` intervals,
+all through the sampler's loop."""
 
 
 @dataclass
@@ -82,145 +84,77 @@ class LikelihoodResult:
         return -self.logp / self.z[0].numel()
 
 
-class AugmentedFlow(torch.nn.Module):
-    """Right-hand side of the augmented probability-flow ODE d/dt [x, delta] = [f~, div f~] (one score call).
+class AugmentedFlow(FlowTerm):
+    """The term d/dt [x, delta] = [f~, div f~] of the augmented probability-flow ODE: one score call per evaluation.
 
-    Every evaluation checks that t, the drift and the divergence are finite (one host sync per score call), so a
-    NaN score stops the solve with a :class:`NonFiniteError` naming the time, whatever the method.
+    The drift is :class:`~scoresde.solvers.ode.FlowTerm`'s; the divergence comes from vector-Jacobian products
+    through the same forward pass. Hutchinson probes follow their samples when a per-sample solver evaluates a
+    subset ``idx`` of the batch.
 
     Args:
-        sde: The forward SDE; its ``reverse(score_fn, probability_flow=True)`` supplies the drift f~.
-        score_fn: The score s(x, t).
+        sde: The forward SDE.
+        score: The (counted) score s(x, t).
         divergence: Estimator of div f~ (exact or Hutchinson, probes already drawn).
         progress: Optional tqdm bar over [eps, T] (total 1000: per mille of the time range), advanced to each t.
         eps: Start time of the solve (for the progress bar).
-        budget: Most score evaluations allowed (:class:`~scoresde.solvers.base.CountingScore`); None: unlimited.
     """
 
-    def __init__(
-        self,
-        sde: SDE,
-        score_fn: ScoreFn,
-        divergence: Divergence,
-        progress: Any = None,
-        eps: float = 0.0,
-        budget: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.score = CountingScore(score_fn, budget)
-        self.flow = sde.reverse(self.score, probability_flow=True)
-        self.divergence = divergence
-        self.progress, self.eps, self.last_t = progress, eps, eps
+    def __init__(self, sde: SDE, score: ScoreFn, divergence: Divergence, progress: Any = None, eps: float = 0.0):
+        super().__init__(sde, score)
+        self.divergence, self.progress, self.eps = divergence, progress, eps
 
-    def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        x = state[0]
-        if not bool(torch.isfinite(t).all()):  # t is a scalar, or (B,) for the per-sample solver
-            raise NonFiniteError(f"the ODE solver's time became {t.tolist()} after t={self.last_t:.6g} (a NaN step)")
-        t = t.clamp(max=self.flow.T)  # torchdiffeq's first-step heuristic may probe past T
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            drift = self.flow.sde(x, t).drift
-            div = self.divergence(drift, x)
-        if not bool(torch.isfinite(drift).all() & torch.isfinite(div).all()):
-            what = "state x" if not bool(torch.isfinite(x).all()) else "score (or its divergence)"
-            raise NonFiniteError(
-                f"the probability-flow ODE became non-finite at t={float(t.min()):.6g}: the {what} has NaN or infinite "
-                f"values (score evaluation {self.score.calls})"
-            )
-        self.last_t = float(t.min())  # per sample: the slowest sample's time
-        if self.progress is not None:
-            done = round(1000 * (self.last_t - self.eps) / (self.flow.T - self.eps))
-            self.progress.update(max(0, done - self.progress.n))
-            self.progress.set_postfix(t=f"{self.last_t:.4f}", nfe=self.score.calls, refresh=False)
+    def __call__(self, t: float | Tensor, y: State, idx: Tensor | None = None) -> State:
+        probes = getattr(self.divergence, "probes", None)
+        if idx is not None and probes is not None:
+            self.divergence.probes = probes[:, idx]
+        try:
+            with torch.enable_grad():
+                x = y[0].detach().requires_grad_(True)
+                drift = self.drift(t, x)
+                div = self.divergence(drift, x)
+        finally:
+            if idx is not None and probes is not None:
+                self.divergence.probes = probes
+        if self.progress is not None:  # per sample: the slowest sample's time
+            now = float(torch.as_tensor(t).min())
+            self.progress.update(max(0, round(1000 * (now - self.eps) / (self.sde.T - self.eps)) - self.progress.n))
+            self.progress.set_postfix(t=f"{now:.4f}", nfe=getattr(self.score, "calls", None), refresh=False)
         return drift.detach(), div.detach()
 
 
 def _per_sample_max_norm(state: tuple[Tensor, Tensor]) -> Tensor:
-    """Error norm for the adaptive solver: max over samples of max(RMS of x's error, |delta's error|)."""
+    """Error norm of the shared adaptive step: max over samples of max(RMS of x's error, |delta's error|)."""
     x, delta = state
     rms = x.reshape(x.shape[0], -1).pow(2).mean(1).sqrt()
     return torch.maximum(rms, delta.abs()).max()
 
 
-class AugmentedODE(Solver):
-    """Integrates the augmented flow d/dt [x, delta] = [f~, div f~] (an :class:`AugmentedFlow`) from eps up to T.
-
-    A solver of the sampler's loop (:func:`~scoresde.solvers.base.integrate`) on the augmented state (x, delta),
-    one grid interval per step: fixed-step methods take one Runge-Kutta step per interval
-    (:func:`~scoresde.solvers.ode.rk_step`, the probability-flow sampler's); adaptive methods integrate each interval
-    with torchdiffeq under the per-sample error norm (see the module docstring), or with ``per_sample`` with a step
-    size per sample (:func:`~scoresde.solvers.adaptive_ode.dopri5_per_sample`). The grid is the solver's grid from
-    T down to eps, walked backwards; an ``nfe`` budget buys nfe // stages steps of a fixed-step method and bounds
-    an adaptive one (:class:`~scoresde.solvers.base.BudgetExceededError` beyond it).
+class AugmentedODE(ProbabilityFlowODE):
+    """:class:`~scoresde.solvers.ProbabilityFlowODE` on the augmented term (an :class:`AugmentedFlow`), from eps up
+    to T: the solver's grid walked backwards, the same methods, the shared adaptive step under the max-over-samples
+    error norm (see the module docstring).
 
     Args:
         term: The right-hand side, holding the run's counted score.
         method: A name in :data:`METHODS`.
         rtol: Relative tolerance of adaptive methods.
         atol: Absolute tolerance of adaptive methods.
-        options: Extra torchdiffeq options of an adaptive method.
+        options: Extra torchdiffeq options of a shared adaptive step.
         per_sample: Step size per sample ("dopri5" only).
     """
 
     def __init__(
         self, term: AugmentedFlow, method: str, rtol: float, atol: float, options: dict, per_sample: bool
     ) -> None:
-        super().__init__()
-        self.term, self.method, self.rtol, self.atol = term, method, rtol, atol
-        self.options, self.per_sample = options, per_sample
-        self.adaptive = method in _ADAPTIVE
-        self.tableau = None if self.adaptive else ODE_METHODS[method].tableau
-        self.nfe_per_step = 1 if self.adaptive else len(self.tableau.b)
-        self.default_steps = 1 if self.adaptive else 100
+        super().__init__(method, rtol, atol, per_sample)
+        self.term, self.options = term, dict(options, norm=_per_sample_max_norm)
+
+    def make_term(self, ctx: StepContext) -> AugmentedFlow:
+        return self.term
 
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Grid times eps = t_0 < ... < t_N = T (float64, shape (N + 1,))."""
-        check_steps_or_nfe(steps, nfe)
-        if self.adaptive and nfe is not None:  # spent by the error control, bounded by the counted score
-            super().plan(sde, eps, nfe=nfe)
-            nfe = None
         return super().plan(sde, eps, steps=steps, nfe=nfe).flip(0)
-
-    def step(self, y: tuple[Tensor, Tensor], i: int, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        t0, t1 = ctx.coeffs.t[i], ctx.coeffs.t[i + 1]
-        x = y[0]
-        if self.tableau is not None:
-
-            def vf(j: int, t: float, yj: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-                return self.term(torch.tensor(t, dtype=x.dtype, device=x.device), yj)
-
-            return rk_step(vf, y, t0, t1 - t0, self.tableau)
-        if self.per_sample:
-            return self._per_sample_step(y, t0, t1, ctx)
-        span = ctx.times[i : i + 2]
-        options = dict(self.options, norm=_per_sample_max_norm)
-        # land the last step on the interval's end instead of stepping past it (the SDE ends at T)
-        options["step_t"] = torch.cat([torch.as_tensor(options.get("step_t", []), dtype=x.dtype), span[1:].cpu()])
-        options["step_t"] = options["step_t"].unique()
-        xs, deltas = torchdiffeq.odeint(
-            self.term, y, span, rtol=self.rtol, atol=self.atol, method=self.method, options=options
-        )
-        return xs[-1], deltas[-1]
-
-    def _per_sample_step(self, y, t0: float, t1: float, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        """The interval with a step size per sample; Hutchinson probes follow their samples."""
-        from ..solvers.adaptive_ode import dopri5_per_sample
-
-        estimator = self.term.divergence
-        probes = getattr(estimator, "probes", None)
-
-        def f(t: Tensor, yy: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor]:
-            if probes is not None:
-                estimator.probes = probes[:, idx]
-            return self.term(t.to(yy[0].dtype), (yy[0], yy[1]))
-
-        try:
-            res = dopri5_per_sample(f, y, t0, t1, rtol=self.rtol, atol=self.atol)
-        finally:
-            if probes is not None:
-                estimator.probes = probes
-        ctx.stats["nfe_per_sample"] = ctx.stats.get("nfe_per_sample", 0) + res.nfe_per_sample
-        return res.y[0], res.y[1]
 
 
 def log_likelihood(
@@ -239,7 +173,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     options: dict | None = None,
     progress: bool = False,
-    per_sample: bool = False,
+    per_sample: bool | None = None,
 ) -> LikelihoodResult:
     """log p(x) of the probability-flow ODE model (Song et al. 2021, appendix D.2), in nats.
 
@@ -265,17 +199,19 @@ def log_likelihood(
         options: Extra torchdiffeq options of an adaptive method (the error norm is fixed, see the module
             docstring); a fixed-step method accepts ``{"step_size": h}`` only, as ceil((T - eps) / h) steps.
         progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
-        per_sample: With method "dopri5", solve every sample with its own step size and time
-            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample error norm): the batch
-            costs the sum of its samples' evaluations, not the batch size times the hardest sample's, and a
-            sample's result does not depend on its batch. ``nfe`` then counts batched calls; the per-sample counts
-            are in ``nfe_per_sample``.
+        per_sample: Solve every sample with its own step size and time
+            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`; "dopri5" only): every sample meets the
+            tolerance as it would alone, the batch costs the sum of its samples' evaluations, not the batch size
+            times the hardest sample's, and a sample's result does not depend on its batch. ``nfe`` then counts
+            batched calls; the per-sample counts are in ``nfe_per_sample``. False: one step size for the batch,
+            under the max-over-samples error norm (see the module docstring). None (default): per sample for
+            "dopri5" without ``options`` (torchdiffeq's options apply to the shared step), else shared.
 
     Returns:
         A :class:`LikelihoodResult`.
 
     Raises:
-        NonFiniteError: if the score, the divergence or the solver's time becomes NaN/inf (names the time).
+        NonFiniteError: if the state, the score or the divergence becomes NaN/inf (names the step and time).
         ValueError: if ``score_fn`` is a :class:`scoresde.ScoreModel` built for another SDE than ``sde``.
     """
     start = time.perf_counter()
@@ -298,7 +234,7 @@ def log_likelihood(
     options = dict(options or {})
     if "norm" in options:
         raise ValueError("options may not set 'norm': the per-sample error norm is part of this function's contract")
-    if method not in _ADAPTIVE:
+    if not ODE_METHODS[method].adaptive:
         if "step_size" in options:
             h = check_positive("options['step_size']", options.pop("step_size"))
             if steps is not None or nfe is not None:
@@ -306,31 +242,34 @@ def log_likelihood(
             steps = max(1, math.ceil((sde.T - eps) / h - 1e-9))
         if options:
             raise ValueError(f"fixed-step method {method!r} takes only the option 'step_size', got {sorted(options)}")
+    if per_sample is None:
+        per_sample = method == "dopri5" and not options
     if per_sample and (method != "dopri5" or options):
         raise ValueError(f"per_sample=True needs method='dopri5' and no options, got {method!r}, {options}")
 
     x = x.detach()
     estimator.draw(x, generator)
     bar = tqdm(total=1000, desc="log-likelihood (per mille of [eps, T])", leave=False) if progress else None
-    rhs = AugmentedFlow(sde, score_fn, estimator, progress=bar, eps=eps, budget=nfe)
-    solver = AugmentedODE(rhs, method, rtol, atol, options, bool(per_sample))
+    score = CountingScore(score_fn, nfe)
+    solver = AugmentedODE(AugmentedFlow(sde, score, estimator, bar, eps), method, rtol, atol, options, per_sample)
     times = solver.plan(sde, eps, steps=steps, nfe=nfe)
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     stats: dict[str, Any] = {}
     try:
-        (z, delta_logp), _ = integrate(solver, sde, rhs.score, state, times, stats=stats, nfe_budget=nfe)
+        (z, delta_logp), _ = integrate(solver, sde, score, state, times, stats=stats, nfe_budget=nfe)
     finally:
         if bar is not None:
             bar.close()
     prior_logp = sde.prior_logp(z)
+    per = stats.get("nfe_per_sample")
     return LikelihoodResult(
         logp=prior_logp + delta_logp,
         z=z,
         prior_logp=prior_logp,
         delta_logp=delta_logp,
-        nfe=rhs.score.calls,
+        nfe=score.calls,
         wall_time=time.perf_counter() - start,
-        nfe_per_sample=stats.get("nfe_per_sample"),
+        nfe_per_sample=None if per is None else torch.tensor(per, device=x.device),
     )
 
 

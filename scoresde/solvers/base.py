@@ -329,8 +329,8 @@ def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
 def nonfinite_error(name: str, i: int, t: list[float], at: float | None = None) -> NonFiniteError:
     """The error for NaN or infinite values in step ``i`` of the grid ``t`` (i = N: the final denoising step).
 
-    The one wording of the package: :func:`integrate` raises it, and so does an adaptive step that meets non-finite
-    values inside its interval (``at``: the time of the attempt that met them).
+    The one wording of the package: :func:`integrate` raises it, and so does an adaptive method that meets
+    non-finite values inside its interval (``at``: the time of the first evaluation that gave them).
     """
     if i == len(t) - 1:
         return NonFiniteError(f"the final denoising step at t={t[-1]:.6g} gave non-finite values; check the score")
