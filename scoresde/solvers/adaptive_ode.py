@@ -73,13 +73,15 @@ def _norm(err: State, scale: State) -> Tensor:
     return torch.stack(rms).amax(0)
 
 
-def _combine(y: State, h: Tensor, coefs: tuple[float, ...], ks: list[State]) -> State:
+def _combine(y: State | None, h: Tensor, coefs: tuple[float, ...], ks: list[State]) -> State:
+    """y + h sum_j a_j k_j per component (y None: from zero), one fused multiply-add per term."""
     out = []
-    for c_i, y_c in enumerate(y):
-        acc = y_c
+    for c_i, k0 in enumerate(ks[0]):
+        hb = _bcast(h, k0)
+        acc = None if y is None else y[c_i]
         for a, k in zip(coefs, ks, strict=False):
             if a:
-                acc = acc + _bcast(h * a, y_c) * k[c_i]
+                acc = hb * k[c_i] * a if acc is None else torch.addcmul(acc, hb, k[c_i], value=a)
         out.append(acc)
     return tuple(out)
 
@@ -133,7 +135,7 @@ def dopri5_per_sample(f: RHS, y0: State, t0: float, t1: float, *, rtol: float, a
             ks.append(f(tj, yj, idx))
         y_new = yj  # the 7th stage's input is the 5th-order solution (FSAL)
         nfe[idx] = nfe[idx] + 6
-        err = _combine(tuple(torch.zeros_like(c) for c in yy), sign * hh, _E, ks)
+        err = _combine(None, sign * hh, _E, ks)
         scale = tuple(atol + rtol * torch.maximum(a.abs(), b.abs()) for a, b in zip(yy, y_new, strict=True))
         ratio = _norm(err, scale)
         finite = torch.isfinite(ratio)
