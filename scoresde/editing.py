@@ -26,13 +26,9 @@ from .solvers.ode import ProbabilityFlowODE
 
 
 def _check_inputs(sde: SDE, score_fn: ScoreFn, x: Tensor, name: str) -> None:
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    check_score_sde(sde, score_fn)
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise TypeError(f"{name} must be a floating-point tensor of shape (B, *event_shape)")
-    check_score_sde(sde, score_fn)
 
 
 def _check_time(name: str, value: Any, sde: SDE, eps: float) -> float:

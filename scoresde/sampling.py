@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._validation import from_name
 from .consistency.parameterization import check_model_kind
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS, grids
@@ -16,16 +17,7 @@ from .solvers.noise import BrownianNoise, KeyedNoise, NoiseSource
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
     """A solver object from a name in ``SOLVERS`` and its constructor options, or the object itself."""
-    if isinstance(solver, Solver):
-        if options:
-            raise TypeError(
-                f"solver options {sorted(options)} are only accepted with a solver name; "
-                f"configure the {type(solver).__name__} object instead"
-            )
-        return solver
-    if isinstance(solver, str) and solver in SOLVERS:
-        return SOLVERS[solver](**options)
-    raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+    return from_name("solver", solver, SOLVERS, Solver, **options)
 
 
 def make_noise(
@@ -132,10 +124,6 @@ def sample(
             outside (0, T), a score of the wrong shape.
         NonFiniteError: if the trajectory becomes NaN or infinite (names the step and time).
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     solver = make_solver(solver, **solver_options)
     check_model_kind(sde, score_fn, solver, eps)  # a Score/ConsistencyModel knows its SDE and what it outputs
     times = _grid(sde, solver, eps, steps, nfe, times, start)

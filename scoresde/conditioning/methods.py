@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validation import from_name
 from ..consistency.parameterization import check_model_kind
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
@@ -74,13 +75,7 @@ class ConditionalMethod(abc.ABC):
 
 def make_method(method: str | ConditionalMethod, table: dict[str, type], **options: Any) -> ConditionalMethod:
     """A method object from a name in ``table`` and its constructor options, or the object itself."""
-    if isinstance(method, ConditionalMethod):
-        if options:
-            raise TypeError(f"options {sorted(options)} are only accepted with a method name, not a method object")
-        return method
-    if isinstance(method, str) and method in table:
-        return table[method](**options)
-    raise ValueError(f"method must be one of {sorted(table)} or a ConditionalMethod object, got {method!r}")
+    return from_name("method", method, table, ConditionalMethod, **options)
 
 
 def sample_conditional(
@@ -98,10 +93,6 @@ def sample_conditional(
     progress: bool = False,
 ) -> tuple[Tensor, SampleInfo]:
     """Sample x given the observation ``y`` of x with ``method``; see :func:`scoresde.inpaint` for the arguments."""
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_model_kind(sde, score_fn, method, eps)  # a consistency model only with method="consistency", and back
     obs = observation.bind(y)
     if generator is not None and generator.device.type != y.device.type:

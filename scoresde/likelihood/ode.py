@@ -222,13 +222,11 @@ def log_likelihood(
     if not x.is_floating_point():
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
     check_finite(x, "x")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_score_sde(sde, score_fn)
-    eps, rtol, atol = check_positive("eps", eps), check_positive("rtol", rtol), check_positive("atol", atol)
+    eps = check_positive("eps", eps)
     if eps >= sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
-    check_choice("method", method, METHODS)
+    check_choice("method", method, METHODS)  # rtol and atol: checked by the solver
     check_steps_or_nfe(steps, nfe)
     estimator = make_divergence(divergence, n_probes)
     options = dict(options or {})

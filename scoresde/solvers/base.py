@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import check_count, is_real
+from .._validation import check_callable, check_count, is_real
 from ..sde import SDE, ScoreFn
 from . import grids
 from .noise import NoiseSource
@@ -98,9 +98,7 @@ class CountingScore:
     """
 
     def __init__(self, score_fn: ScoreFn, budget: int | None = None) -> None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-        self.score_fn = score_fn
+        self.score_fn = check_callable("score_fn", score_fn)
         self.calls, self.rows = 0, 0
         self.budget = budget
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from .._utils import append_dims
-from .._validation import check_choice
+from .._validation import check_choice, check_positive
 from ..sde import SDE, ScoreFn
 from .adaptive_ode import dopri5_per_sample
 from .base import Solver, StepContext, nonfinite_error
@@ -205,11 +205,7 @@ class ProbabilityFlowODE(Solver):
         if per_sample not in (True, False) or (per_sample and method != "dopri5"):
             raise ValueError(f"per_sample=True needs method='dopri5', got per_sample={per_sample!r}, method={method!r}")
         self.per_sample = bool(per_sample)
-        for name, tol in (("rtol", rtol), ("atol", atol)):
-            if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0):
-                raise ValueError(f"{name} must be a positive number, got {tol!r}")
-        self.method = method
-        self.rtol, self.atol = float(rtol), float(atol)
+        self.method, self.rtol, self.atol = method, check_positive("rtol", rtol), check_positive("atol", atol)
         self.spec = ODE_METHODS[method]
         self.order = self.spec.order
         self.default_steps = 1 if self.spec.adaptive else 100
