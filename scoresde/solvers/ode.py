@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,21 +36,14 @@ from .adaptive_ode import dopri5_per_sample
 from .base import Solver, StepContext, nonfinite_error
 
 State = tuple[Tensor, ...]
-
-
-class Term(Protocol):
-    """A right-hand side ``term(t, y, idx) -> dy/dt`` on a tuple state y of tensors with a common batch.
-
-    ``t`` is a float (a stage of a fixed step), a 0-d tensor (a batch's shared adaptive step) or a (b,) tensor
-    (per-sample steps, float64); ``idx`` (b,) names the batch rows y holds when a per-sample solver passes a subset
-    (None: all of them). Times are inside the grid interval being solved.
-    """
-
-    def __call__(self, t: float | Tensor, y: State, idx: Tensor | None = None) -> State: ...
+Term = Callable[..., State]
+"""``term(t, y, idx=None) -> dy/dt`` on a tuple state y of tensors with a common batch: t a float (a fixed step's
+stage), a 0-d tensor (a batch's shared adaptive step) or a (b,) float64 tensor (per-sample steps), inside the grid
+interval being solved; ``idx`` (b,) the batch rows y holds when a per-sample solver passes a subset (None: all)."""
 
 
 class FlowTerm:
-    """The probability-flow drift f~(x, t) = f(t) x - 1/2 g(t)^2 s(x, t) (eq. 13) as a :class:`Term` on (x,).
+    """The probability-flow drift f~(x, t) = f(t) x - 1/2 g(t)^2 s(x, t) (eq. 13) as a :data:`Term` on (x,).
 
     Args:
         sde: The forward SDE.
@@ -61,7 +54,7 @@ class FlowTerm:
         self.sde, self.score = sde, score
 
     def drift(self, t: float | Tensor, x: Tensor) -> Tensor:
-        """f~(x, t) for x of shape (B, *event_shape) and t as in :class:`Term`; one score call."""
+        """f~(x, t) for x of shape (B, *event_shape) and t as in :data:`Term`; one score call."""
         if isinstance(t, float):  # a fixed step's stage: the coefficients in float64 on the host, no device sync
             co = self.sde.coefficients(torch.tensor(t, dtype=torch.float64))
             f, half_g2 = float(co.f), 0.5 * float(co.g2)
