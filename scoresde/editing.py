@@ -155,7 +155,7 @@ def encode(
     """
     _check_inputs(sde, score_fn, x, "x")
     solver = ProbabilityFlowODE(method, rtol, atol)
-    times = solver.plan(sde, eps, steps=None if solver.spec.adaptive else steps).flip(0)
+    times = solver.plan(sde, eps, steps=None if solver.adaptive else steps).flip(0)
     with torch.no_grad():
         z, _ = integrate(solver, sde, CountingScore(score_fn), x, times)
     return z
@@ -184,7 +184,7 @@ def decode(
     _check_inputs(sde, score_fn, z, "z")
     solver = ProbabilityFlowODE(method, rtol, atol)
     x, _ = sample(sde, score_fn, None, start=z, solver=solver, eps=eps, denoise=False,
-                  steps=None if solver.spec.adaptive else steps)  # fmt: skip
+                  steps=None if solver.adaptive else steps)  # fmt: skip
     return x
 
 

@@ -78,7 +78,7 @@ def solver_cost(solver: Solver, sde: SDE, steps: int, eps: float) -> int:
     Raises:
         ValueError: for a solver with adaptive step sizes, whose cost depends on the score (give ``steps``).
     """
-    if getattr(getattr(solver, "spec", None), "adaptive", False):
+    if solver.adaptive:
         raise ValueError(f"nfe= needs a fixed-step solver, {solver!r} adapts its steps; give steps= instead")
     probe = CountingScore(lambda x, t: -x)
     with torch.no_grad():

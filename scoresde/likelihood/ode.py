@@ -7,9 +7,10 @@ variables, Chen et al. 2018; Song et al. 2021 appendix D.2, eq. 39),
     d/dt [x, delta] = [f~(x, t), div f~(x, t)],   x(eps) = x, delta(eps) = 0,
     log p_eps(x) = log p_T(z) + delta(T)         with p_T replaced by the SDE's prior N(0, prior_std^2 I).
 
-The right-hand side makes exactly ONE score call: the drift comes from ``sde.reverse(score_fn,
-probability_flow=True)`` (no SDE math is repeated here) and the divergence from vector-Jacobian products
-through that same forward pass (:mod:`scoresde.likelihood.divergence`).
+The right-hand side (:class:`AugmentedFlow`) makes exactly ONE score call: the drift is the probability-flow
+sampler's (:class:`scoresde.solvers.ode.FlowTerm`) and the divergence comes from vector-Jacobian products through
+that same forward pass (:mod:`scoresde.likelihood.divergence`). The solve is the sampler's ODE solver on the
+augmented state, through the sampler's loop (:class:`AugmentedODE`).
 
 What the number is. With a perfect solver and the exact score the result is log p_eps(x) of the model whose
 latent density is the prior; it differs from the true data density log p_0(x) by (i) the prior mismatch
@@ -24,10 +25,8 @@ the sum of its samples' evaluations, not the batch size times the hardest sample
 the batch (``per_sample=False``, and every other adaptive method) the error norm is the MAX over samples of each
 sample's own norm (max of the RMS over its coordinates and |error| of its log-determinant), so every sample still
 meets the tolerance, and the easy ones are solved more finely than they need, at the hardest sample's cost.
-(torchdiffeq's default, and the reference implementation's, is the RMS over the whole batch, which dilutes a hard
-sample's error by the easy ones: at rtol = atol = 1e-5 on the 2-D mixture it needs about 0.6x the per-sample
-solver's batched calls but its worst sample is ~20x further from the exact answer; benchmarks/loop_overhead.py
-compares the speed with the reference.)
+(torchdiffeq's default, and the reference implementation's, is the RMS over the whole batch, which lets the easy
+samples dilute a hard one's error. docs/guides/likelihood.md compares the three in speed and accuracy.)
 """
 
 from __future__ import annotations

@@ -238,10 +238,12 @@ class Solver(abc.ABC):
     """A numerical method for the reverse-time process, moving the state one grid interval per :meth:`step`.
 
     Subclasses set ``order`` (convergence order of the method, None where it has no single one),
-    ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval) and ``default_grid`` (a name in
-    :data:`grids.GRIDS`), implement :meth:`step` and may override :meth:`plan` (how a budget becomes a grid;
-    needed where the cost is not steps x nfe_per_step) and :meth:`check` (refuse SDEs or settings for which the
-    method is not meaningful). Subclasses with their own ``__init__`` call ``super().__init__(grid=grid, rho=rho)``.
+    ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval), ``default_grid`` (a name in
+    :data:`grids.GRIDS`) and ``adaptive`` (True where the step sizes follow an error estimate: a budget then keeps
+    the default grid of output intervals and only bounds the evaluations), implement :meth:`step` and may override
+    :meth:`plan` (how a budget becomes a grid; needed where the cost is not steps x nfe_per_step) and :meth:`check`
+    (refuse SDEs or settings for which the method is not meaningful). Subclasses with their own ``__init__`` call
+    ``super().__init__(grid=grid, rho=rho)``.
 
     Args:
         grid: Where the steps fall: a name in ``grids.GRIDS`` ("uniform" in t, "log_snr" uniform in
@@ -253,6 +255,7 @@ class Solver(abc.ABC):
     default_steps: int = 1000
     nfe_per_step: int = 1
     default_grid: str = "uniform"
+    adaptive: bool = False
     grid_name: str | None = None
     rho: float = 7.0
 
@@ -274,7 +277,8 @@ class Solver(abc.ABC):
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """The time grid of a run with ``steps`` intervals or within a budget of ``nfe`` score evaluations.
 
-        Give at most one of them; neither takes ``default_steps``. A budget buys nfe // nfe_per_step intervals.
+        Give at most one of them; neither takes ``default_steps``. A budget buys nfe // nfe_per_step intervals
+        (an ``adaptive`` solver keeps ``default_steps`` output intervals and spends the budget by its error control).
 
         Returns:
             Grid times T = t_0 > ... > t_N = eps, float64 of shape (N + 1,).
@@ -284,7 +288,8 @@ class Solver(abc.ABC):
         """
         check_steps_or_nfe(steps, nfe)
         if nfe is not None:
-            steps = steps_for_budget(lambda k: k * self.nfe_per_step, nfe, type(self).__name__)
+            bought = steps_for_budget(lambda k: k * self.nfe_per_step, nfe, type(self).__name__)
+            steps = None if self.adaptive else bought
         return self.grid(sde, self.default_steps if steps is None else steps, eps)
 
     def check(self, sde: SDE) -> None:

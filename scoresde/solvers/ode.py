@@ -201,14 +201,9 @@ class ProbabilityFlowODE(Solver):
         self.method, self.rtol, self.atol = method, check_positive("rtol", rtol), check_positive("atol", atol)
         self.spec = ODE_METHODS[method]
         self.order = self.spec.order
-        self.default_steps = 1 if self.spec.adaptive else 100
-        self.nfe_per_step = 1 if self.spec.adaptive else len(self.spec.tableau.b)
-
-    def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
-        if self.spec.adaptive and nfe is not None:
-            super().plan(sde, eps, steps=steps, nfe=nfe)  # validates the pair
-            return self.grid(sde, self.default_steps, eps)
-        return super().plan(sde, eps, steps=steps, nfe=nfe)
+        self.adaptive = self.spec.adaptive
+        self.default_steps = 1 if self.adaptive else 100
+        self.nfe_per_step = 1 if self.adaptive else len(self.spec.tableau.b)
 
     def make_term(self, ctx: StepContext) -> Term:
         """What a run integrates: the probability-flow drift of the run's SDE and counted score."""
@@ -219,7 +214,7 @@ class ProbabilityFlowODE(Solver):
             ctx.memory["term"] = self.make_term(ctx)
         term, y = ctx.memory["term"], ((x,) if isinstance(x, Tensor) else x)
         t0, t1 = ctx.coeffs.t[i], ctx.coeffs.t[i + 1]
-        if not self.spec.adaptive:
+        if not self.adaptive:
             y = rk_step(term, y, t0, t1 - t0, self.spec.tableau)
         elif self.per_sample:
             y = self._per_sample_step(term, y, i, ctx)

@@ -69,7 +69,7 @@ def check_deterministic(solver: Solver) -> None:
     ok = isinstance(solver, (UniPC, DPMSolver, EDMHeun, ProbabilityFlowODE)) or (
         isinstance(solver, DDIM) and getattr(solver, "eta", 0.0) == 0.0
     )
-    if not ok or (isinstance(solver, ProbabilityFlowODE) and solver.spec.adaptive):
+    if not ok or solver.adaptive:
         raise ValueError(
             f"solver must be a deterministic fixed-grid solver (unipc, dpm_solver, dpm_solver2, dpm_solver3, ddim with "
             f"eta=0, edm_heun, ode with a fixed-step method), got {solver!r}; a stochastic sampler can walk a schedule "

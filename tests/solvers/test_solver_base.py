@@ -91,6 +91,21 @@ def test_steps_for_budget_is_the_largest_fitting_count():
         steps_for_budget(lambda k: k, 0, "m")
 
 
+def test_an_adaptive_solver_keeps_its_grid_under_a_budget(sde):
+    """Solver.plan: a budget buys nfe // nfe_per_step intervals of a fixed-step solver; an adaptive one keeps its
+    default output intervals (its error control spends the budget) but still refuses a budget below one attempt."""
+    from scoresde.solvers import AdaptiveSDE, ProbabilityFlowODE
+
+    assert len(ProbabilityFlowODE("rk4").plan(sde, 1e-3, nfe=41)) - 1 == 10
+    for solver in (ProbabilityFlowODE("dopri5"), AdaptiveSDE()):
+        assert solver.adaptive and len(solver.plan(sde, 1e-3, nfe=500)) - 1 == solver.default_steps
+    with pytest.raises(ValueError, match="nfe=1 is below the minimum of 2 score evaluations for AdaptiveSDE"):
+        AdaptiveSDE().plan(sde, 1e-3, nfe=1)
+    with pytest.raises(ValueError, match="fixed-step"):
+        scoresde.inpaint(sde, DATA.score_fn(sde), torch.zeros(1, 2), torch.tensor([True, False]),
+                         solver="adaptive_sde", nfe=100)  # fmt: skip
+
+
 def test_counting_score_counts_calls_and_rows():
     score = CountingScore(lambda x, t: -x, budget=2)
     score(torch.zeros(4, 2), torch.zeros(4))
