@@ -14,7 +14,8 @@ loop of a few lines that draws the prior and applies the same update with precom
 Both draw their noise from generators with the same seed in the same order, so they compute the same numbers; the
 CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...), so a slow spell on
 a shared machine hits both; the ratio is of the least CPU time (one thread) of ``--repeats`` runs each, which other
-processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too).
+processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too, and the
+1-minute load average at the start and the end).
 glibc's malloc thresholds are pinned first (:func:`pin_malloc`), so page faults do not fall at random on one side.
 Target: ratio <= 1.25.
 
@@ -36,6 +37,7 @@ import argparse
 import ctypes
 import itertools
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -243,13 +245,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     pinned = pin_malloc()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = sampling_rows(args.repeats)
     if not args.skip_likelihood:
         try:
             rows += likelihood_rows(args.repeats)
         except FileNotFoundError as err:
             print(f"likelihood against the reference skipped: {err}", flush=True)
-    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned,
+                             load_average_1min=f"{load_start} at the start, {load_end} at the end")  # fmt: skip
     path = provenance.write_csv(args.out, rows, meta)
     print(f"wrote {path}")
 
