@@ -6,10 +6,9 @@ axis. Three Dormand-Prince 5(4) solvers run the same ODE at the same tolerances 
 
 * ``torchdiffeq``: the batch as one ODE (``per_sample=False``): one step size for the batch. Sampling uses
   torchdiffeq's RMS norm over the whole batch (what ``solver=ode`` does by default); the likelihood the library's
-  max-over-samples norm (``log_likelihood(..., per_sample=False)``).
-* ``scoresde``: :func:`scoresde.solvers.adaptive_ode.dopri5_per_sample` (``per_sample=True``, the likelihood's
-  default): every sample has its own t, h and error; each call evaluates the score only on the samples still
-  running.
+  max-over-samples norm (what ``log_likelihood`` does by default).
+* ``scoresde``: :func:`scoresde.solvers.adaptive_ode.dopri5_per_sample` (``per_sample=True``): every sample has
+  its own t, h and error; each call evaluates the score only on the samples still running.
 * ``torchode``: ``torchode.Dopri5`` + ``IntegralController`` (the same I-controller, safety 0.9, factors 0.2-10,
   Hairer's initial step) with the per-sample norm of the library (RMS over the coordinates; for the likelihood the
   max of that and |delta log p|'s error). torchode evaluates the right-hand side on the WHOLE batch at every call,

@@ -18,15 +18,16 @@ log N(z; 0, prior_std^2 I) - log p_T(z), large for VE with a small sigma_max, an
 stopping at eps, log p_eps(x) - log p_0(x). ``benchmarks/likelihood_accuracy.py`` reports both next to the
 solver error.
 
-Error control and batches. The default method, "dopri5", gives every sample its own step size and time
-(``per_sample``, :func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`): each sample's local error meets
-rtol/atol exactly as it would if it were solved alone, its result does not depend on its batch, and the batch costs
-the sum of its samples' evaluations, not the batch size times the hardest sample's. With one step-size sequence for
-the batch (``per_sample=False``, and every other adaptive method) the error norm is the MAX over samples of each
-sample's own norm (max of the RMS over its coordinates and |error| of its log-determinant), so every sample still
-meets the tolerance, and the easy ones are solved more finely than they need, at the hardest sample's cost.
-(torchdiffeq's default, and the reference implementation's, is the RMS over the whole batch, which lets the easy
-samples dilute a hard one's error. docs/guides/likelihood.md compares the three in speed and accuracy.)
+Error control and batches. An adaptive solver shares one step-size sequence across the batch by default, under the
+MAX over samples of each sample's own error norm (max of the RMS over its coordinates and |error| of its
+log-determinant): every sample's local error meets rtol/atol as it would alone, and a sample's result depends on its
+batch-mates only through the (finer) step sequence, i.e. within the solver tolerance (tested). The batch pays for its
+hardest sample. ``per_sample=True`` ("dopri5") gives every sample its own step size and time instead
+(:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`): the same per-sample tolerance, no dependence on the batch,
+and the batch costs the sum of its samples' evaluations (fewer score rows; not always fewer batched calls), but the
+easy samples are no longer solved more finely than requested. (torchdiffeq's default, and the reference
+implementation's, is the RMS over the whole batch, which lets the easy samples dilute a hard one's error.
+docs/guides/likelihood.md compares the three in speed and accuracy.)
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     options: dict | None = None,
     progress: bool = False,
-    per_sample: bool | None = None,
+    per_sample: bool = False,
 ) -> LikelihoodResult:
     """log p(x) of the probability-flow ODE model (Song et al. 2021, appendix D.2), in nats.
 
@@ -198,13 +199,11 @@ def log_likelihood(
         options: Extra torchdiffeq options of an adaptive method (the error norm is fixed, see the module
             docstring); a fixed-step method accepts ``{"step_size": h}`` only, as ceil((T - eps) / h) steps.
         progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
-        per_sample: Solve every sample with its own step size and time
-            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`; "dopri5" only): every sample meets the
-            tolerance as it would alone, the batch costs the sum of its samples' evaluations, not the batch size
-            times the hardest sample's, and a sample's result does not depend on its batch. ``nfe`` then counts
-            batched calls; the per-sample counts are in ``nfe_per_sample``. False: one step size for the batch,
-            under the max-over-samples error norm (see the module docstring). None (default): per sample for
-            "dopri5" without ``options`` (torchdiffeq's options apply to the shared step), else shared.
+        per_sample: With method "dopri5", solve every sample with its own step size and time
+            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample tolerance): the batch
+            costs the sum of its samples' evaluations, not the batch size times the hardest sample's, and a
+            sample's result does not depend on its batch (see the module docstring). ``nfe`` then counts batched
+            calls; the per-sample counts are in ``nfe_per_sample``.
 
     Returns:
         A :class:`LikelihoodResult`.
@@ -239,8 +238,6 @@ def log_likelihood(
             steps = max(1, math.ceil((sde.T - eps) / h - 1e-9))
         if options:
             raise ValueError(f"fixed-step method {method!r} takes only the option 'step_size', got {sorted(options)}")
-    if per_sample is None:
-        per_sample = method == "dopri5" and not options
     if per_sample and (method != "dopri5" or options):
         raise ValueError(f"per_sample=True needs method='dopri5' and no options, got {method!r}, {options}")
 

@@ -95,8 +95,8 @@ def test_fewer_evaluations_than_the_batch_solver_on_a_mixed_batch():
     x = data.sample(32, generator=gen, dtype=torch.float64)
     x[:4] = 6 * torch.rand(4, 2, generator=gen, dtype=torch.float64) - 3
     reference = scoresde.log_likelihood(sde, data.score_fn(sde), x, rtol=1e-9, atol=1e-9).logp
-    batch = scoresde.log_likelihood(sde, data.score_fn(sde), x, per_sample=False)
-    per = scoresde.log_likelihood(sde, data.score_fn(sde), x)  # the default: per sample
+    batch = scoresde.log_likelihood(sde, data.score_fn(sde), x)
+    per = scoresde.log_likelihood(sde, data.score_fn(sde), x, per_sample=True)
     assert int(per.nfe_per_sample.sum()) < batch.nfe * len(x) / 2
     err, batch_err = ((r.logp - reference).abs().max() for r in (per, batch))
     assert err < 2 * batch_err
