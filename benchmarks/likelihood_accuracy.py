@@ -1,8 +1,9 @@
 """Accuracy, NFE and wall time of probability-flow likelihoods on the analytic oracle problems.
 
 For each problem (64-D anisotropic Gaussian, 2-D eight-Gaussian mixture), SDE (VP, sub-VP, VE with a
-data-scaled sigma_max, VE with sigma_max = 1), divergence (exact, Rademacher, Gaussian; one probe) and
-tolerance (rtol = atol), it solves the augmented ODE for the same test points (float64) and reports:
+data-scaled sigma_max, VE with sigma_max = 1), divergence (exact, Rademacher, Gaussian; one probe), tolerance
+(rtol = atol) and step control (one step size for the batch, the default, or ``per_sample``), it solves the augmented
+ODE for the same test points (float64) and reports:
 
 * solver error: |log p - log p_perfect| / D in nats/dim, where log p_perfect is what a perfect solver returns
   (Gaussian: the closed form ``ode_log_prob``; mixture: a float64 solve at rtol = atol = 1e-10 with the exact
@@ -18,6 +19,7 @@ Single-threaded (torch.set_num_threads(1)).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import platform
 import time
@@ -82,11 +84,11 @@ def main() -> None:
             ref_logp, ref_z = perfect(dist, sde, x)
             prior_gap = (sde.prior_logp(ref_z) - dist.log_prob_t(sde, ref_z, sde.T)) / dim
             eps_gap = (dist.log_prob_t(sde, x, EPS) - true_logp) / dim
-            for div, probes in divergences:
+            for (div, probes), per_sample in itertools.product(divergences, (False, True)):
                 for tol in tols:
                     gen = torch.Generator().manual_seed(1)  # the same probes at every tolerance
                     res = log_likelihood(sde, dist.score_fn(sde), x, divergence=div, n_probes=probes, rtol=tol,
-                                         atol=tol, eps=EPS, generator=gen)  # fmt: skip
+                                         atol=tol, eps=EPS, generator=gen, per_sample=per_sample)  # fmt: skip
                     err = (res.logp - ref_logp) / dim
                     rows.append(
                         dict(
@@ -95,6 +97,7 @@ def main() -> None:
                             sde=sname,
                             divergence=div,
                             n_probes=probes,
+                            per_sample=per_sample,
                             tol=tol,
                             n=n,
                             err_mean_abs=float(err.abs().mean()),
@@ -112,7 +115,8 @@ def main() -> None:
                     )
                     r = rows[-1]
                     print(
-                        f"{pname:10s} {sname:14s} {div:10s} x{probes} tol={tol:.0e} |err|={r['err_mean_abs']:.2e} "
+                        f"{pname:10s} {sname:14s} {div:10s} x{probes}{' per sample' if per_sample else ''} "
+                        f"tol={tol:.0e} |err|={r['err_mean_abs']:.2e} "
                         f"bias={r['bias']:+.1e}±{r['bias_se']:.1e} nfe={r['nfe']:4d} {r['wall_s']:.2f}s "
                         f"gap: prior={r['prior_gap']:+.2e} eps={r['eps_gap']:+.2e}",
                         flush=True,
@@ -133,12 +137,14 @@ def write(rows, out: Path, quick: bool) -> None:
         f"Probability-flow likelihood accuracy ({machine}; n = {rows[0]['n']} points per problem, eps = {EPS}).",
         "Errors in nats/dim against a perfect solver; NFE and wall time for the whole batch.",
         "",
-        "| problem | SDE | divergence (probes) | rtol=atol | mean abs err | max abs err | bias ± se | NFE | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| problem | SDE | divergence (probes) | steps | rtol=atol | mean abs err | max abs err | bias ± se | NFE "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['problem']} | {r['sde']} | {r['divergence']} ({r['n_probes']}) | {r['tol']:.0e} | "
+            f"| {r['problem']} | {r['sde']} | {r['divergence']} ({r['n_probes']}) | "
+            f"{'per sample' if r['per_sample'] else 'shared'} | {r['tol']:.0e} | "
             f"{r['err_mean_abs']:.1e} | {r['err_max_abs']:.1e} | {r['bias']:+.1e} ± {r['bias_se']:.1e} | "
             f"{r['nfe']} | {r['wall_s']:.2f} |"
         )
@@ -166,7 +172,8 @@ def write(rows, out: Path, quick: bool) -> None:
 
 
 def plot(rows, path: Path) -> None:
-    """Mean |error| against NFE: one line per (SDE, divergence, probes), solid for one probe, dotted for more."""
+    """Mean |error| against NFE: one line per (SDE, divergence, probes), solid for one probe, dotted for more; shared
+    step sizes only (the per-sample rows are in the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,10 +183,11 @@ def plot(rows, path: Path) -> None:
     fig, axes = plt.subplots(1, len(problems_), figsize=(6.5 * len(problems_), 4.8), squeeze=False)
     markers = {"exact": "o", "rademacher": "s", "gaussian": "^"}
     for ax, p in zip(axes[0], problems_, strict=True):
-        keys = sorted({(r["sde"], r["divergence"], r["n_probes"]) for r in rows if r["problem"] == p})
+        rows_p = [r for r in rows if r["problem"] == p and not r["per_sample"]]
+        keys = sorted({(r["sde"], r["divergence"], r["n_probes"]) for r in rows_p})
         colours = {sde: f"C{i}" for i, sde in enumerate(sorted({key[0] for key in keys}))}
         for sde, div, k in keys:
-            sel = [r for r in rows if (r["problem"], r["sde"], r["divergence"], r["n_probes"]) == (p, sde, div, k)]
+            sel = [r for r in rows_p if (r["sde"], r["divergence"], r["n_probes"]) == (sde, div, k)]
             sel.sort(key=lambda r: -r["tol"])
             ax.loglog([r["nfe"] for r in sel], [r["err_mean_abs"] for r in sel], marker=markers[div],
                       linestyle="-" if k == 1 else ":", color=colours[sde], label=f"{sde} {div} x{k}")  # fmt: skip

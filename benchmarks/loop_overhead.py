@@ -14,7 +14,8 @@ loop of a few lines that draws the prior and applies the same update with precom
 Both draw their noise from generators with the same seed in the same order, so they compute the same numbers; the
 CSV stores the largest difference beside the times. Runs alternate (library, hand, library, ...), so a slow spell on
 a shared machine hits both; the ratio is of the least CPU time (one thread) of ``--repeats`` runs each, which other
-processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too).
+processes on a shared machine inflate least (the ratio of medians and the median wall times are stored too, and the
+1-minute load average at the start and the end).
 glibc's malloc thresholds are pinned first (:func:`pin_malloc`), so page faults do not fall at random on one side.
 Target: ratio <= 1.25.
 
@@ -23,17 +24,21 @@ score, 1,000 points, float32, Rademacher Hutchinson estimator with one probe, RK
 against the reference implementation's ``likelihood.get_likelihood_fn`` (yang-song/score_sde_pytorch at
 :data:`REFERENCE_COMMIT`, extracted at run time by :func:`provenance.reference_repo`; its code is never copied
 here). The reference hard-codes image broadcasting, so it gets the same points as (B, 2, 1, 1) and a model
-returning -std(t) x score, which its ``get_score_fn`` divides back. The NFE of each is stored too: the library's
-error norm is the max over samples of each sample's own (see :mod:`scoresde.likelihood.ode`), stricter than the
-reference's RMS over the flattened batch, so it may take more steps; ``ratio_per_nfe`` is the time per evaluation.
-Target: ratio <= 1.
+returning -std(t) x score, which its ``get_score_fn`` divides back. The NFE of each is stored too (the library's:
+batched score calls). The library's default shares one step size across the batch under the max over samples of
+each sample's error norm (see :mod:`scoresde.likelihood.ode`), stricter than the reference's RMS over the flattened
+batch, so it may take more steps; the ``_per_sample`` rows give every sample its own step size
+(``per_sample=True``). ``ratio_per_nfe`` is the time per batched evaluation. Target: ratio <= 1 for the default
+rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +57,7 @@ from scoresde.solvers import EulerMaruyama, PredictorCorrector  # noqa: E402
 REFERENCE = "yang-song/score_sde_pytorch"
 REFERENCE_COMMIT = "cb1f359f4aadf0ff9a5e122fe8fffc9451fd6e44"
 STEPS, BATCH, DIM, EPS, SNR = 100, 10_000, 64, 1e-3, 0.16
+VARIANTS = {"": {}, "_per_sample": {"per_sample": True}}  # the library's likelihood settings: default, per sample
 
 
 def trivial_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -182,16 +188,16 @@ def likelihood_rows(repeats: int, n: int = 1000) -> list[dict]:
             "gaussian": Gaussian(torch.tensor([0.5, -0.3]), cov=torch.tensor([[0.4, 0.1], [0.1, 0.2]])),
             "eight_gaussians": eight_gaussians(),
         }
-        for name, target in targets.items():
+        for (name, target), (suffix, options) in itertools.product(targets.items(), VARIANTS.items()):
             score = target.score_fn(sde)
             x = target.sample(n, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
             model = _ReferenceModel(score, sde)
 
             nfe: dict[str, int] = {}
 
-            def ours(score=score, x=x, nfe=nfe):
+            def ours(score=score, x=x, nfe=nfe, options=options):
                 gen = torch.Generator().manual_seed(1)
-                res = scoresde.log_likelihood(sde, score, x, divergence="rademacher", generator=gen)
+                res = scoresde.log_likelihood(sde, score, x, divergence="rademacher", generator=gen, **options)
                 nfe["ours"] = res.nfe
                 return res.logp
 
@@ -212,8 +218,8 @@ def likelihood_rows(repeats: int, n: int = 1000) -> list[dict]:
             res["max_abs_diff"] = None  # different probes: each is compared with the exact value instead
             res["ours_nfe"], res["reference_nfe"] = nfe["ours"], nfe["reference"]
             res["ratio_per_nfe"] = round(res["ratio"] * nfe["reference"] / nfe["ours"], 3)
-            rows.append({"case": f"likelihood_2d_{name}_rademacher", "baseline": f"{REFERENCE}@{REFERENCE_COMMIT[:7]}",
-                         "steps": None, "shape": f"{n}x2", **res})  # fmt: skip
+            case, baseline = f"likelihood_2d_{name}_rademacher{suffix}", f"{REFERENCE}@{REFERENCE_COMMIT[:7]}"
+            rows.append({"case": case, "baseline": baseline, "steps": None, "shape": f"{n}x2", **res})
             print(rows[-1], flush=True)
     return rows
 
@@ -240,13 +246,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     pinned = pin_malloc()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = sampling_rows(args.repeats)
     if not args.skip_likelihood:
         try:
             rows += likelihood_rows(args.repeats)
         except FileNotFoundError as err:
             print(f"likelihood against the reference skipped: {err}", flush=True)
-    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    meta = provenance.record(threads=1, repeats=args.repeats, malloc_pinned=pinned,
+                             load_average_1min=f"{load_start} at the start, {load_end} at the end")  # fmt: skip
     path = provenance.write_csv(args.out, rows, meta)
     print(f"wrote {path}")
 

@@ -4,9 +4,9 @@ Issue #9 asks for probability-flow sampling and likelihood with a step size per 
 torchdiffeq, and names torchode (Lienen & Guennemann 2022), which solves every sample of a batch on its own time
 axis. Three Dormand-Prince 5(4) solvers run the same ODE at the same tolerances (rtol = atol = tol):
 
-* ``torchdiffeq``: the batch as one ODE (the library's default path, ``per_sample=False``): one step size for the
-  batch. Sampling uses torchdiffeq's RMS norm over the whole batch (what ``solver=ode`` does); the likelihood the
-  library's max-over-samples norm (what ``log_likelihood`` does).
+* ``torchdiffeq``: the batch as one ODE (``per_sample=False``): one step size for the batch. Sampling uses
+  torchdiffeq's RMS norm over the whole batch (what ``solver=ode`` does by default); the likelihood the library's
+  max-over-samples norm (what ``log_likelihood`` does by default).
 * ``scoresde``: :func:`scoresde.solvers.adaptive_ode.dopri5_per_sample` (``per_sample=True``): every sample has
   its own t, h and error; each call evaluates the score only on the samples still running.
 * ``torchode``: ``torchode.Dopri5`` + ``IntegralController`` (the same I-controller, safety 0.9, factors 0.2-10,
@@ -201,7 +201,7 @@ def run_likelihood(solver: str, sde, data, x: torch.Tensor, tol: float, net: boo
         rhs = AugmentedFlow(sde, score, ExactDivergence(), eps=EPS_LIKELIHOOD)
 
         def f(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            drift, div = rhs(t, (y[:, :-1], y[:, -1]))
+            drift, div = rhs(t.clamp(max=sde.T), (y[:, :-1], y[:, -1]))  # the first step-size probe may pass T
             return torch.cat([drift, div[:, None]], 1)
 
         y0 = torch.cat([x, torch.zeros(len(x), 1, dtype=x.dtype)], 1)

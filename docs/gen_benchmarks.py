@@ -25,6 +25,7 @@ SCRIPTS = {  # result name prefix -> the script that writes it (the longest matc
     "stochastic_solvers": "benchmarks/stochastic_solvers.py",
     "stochastic_digits": "benchmarks/fid_sweep.py",
     "per_sample_ode": "benchmarks/per_sample_ode.py",
+    "loop_overhead": "benchmarks/loop_overhead.py",
     "likelihood_accuracy": "benchmarks/likelihood_accuracy.py",
     "inpainting_accuracy": "benchmarks/inpainting_accuracy.py",
     "colorization": "benchmarks/inpainting_accuracy.py",
@@ -38,6 +39,7 @@ SCRIPTS = {  # result name prefix -> the script that writes it (the longest matc
 
 SECTIONS = {  # first matching prefix -> the index section a page is listed under
     "solver": "Samplers",
+    "loop_overhead": "Samplers",
     "fast_solvers": "Samplers",
     "stochastic": "Samplers",
     "per_sample_ode": "Likelihood and per-sample ODE solves",

@@ -17,25 +17,18 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from .models.parameterization import check_score_sde
 from .sampling import make_solver, sample
 from .sde import SDE, ScoreFn
-from .solvers.base import NonFiniteError, SampleInfo, Solver
-
-ENCODE_METHODS = ("dopri5", "bosh3", "dopri8", "euler", "midpoint", "rk4")
-"""torchdiffeq methods :func:`encode` takes: adaptive ("dopri5", "bosh3", "dopri8") or fixed-step on ``steps``."""
+from .solvers.base import CountingScore, SampleInfo, Solver, integrate
+from .solvers.ode import ProbabilityFlowODE
 
 
 def _check_inputs(sde: SDE, score_fn: ScoreFn, x: Tensor, name: str) -> None:
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    check_score_sde(sde, score_fn)
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise TypeError(f"{name} must be a floating-point tensor of shape (B, *event_shape)")
-    check_score_sde(sde, score_fn)
 
 
 def _check_time(name: str, value: Any, sde: SDE, eps: float) -> float:
@@ -140,43 +133,31 @@ def encode(
 ) -> Tensor:
     """Data -> latent: integrate the probability-flow ODE dx/dt = f(t) x - g(t)^2 s(x, t) / 2 from eps up to T.
 
-    :func:`decode` with the same ``eps`` (and solver settings) inverts it up to the solver's error. The same map is
-    the forward solve of :func:`scoresde.log_likelihood` (its ``.z``), without the divergence it also integrates.
+    The sampler's loop and ODE solver (:class:`~scoresde.solvers.ProbabilityFlowODE`) walking their grid backwards:
+    :func:`decode` with the same ``eps`` and solver settings inverts it up to the solver's error, and the map is the
+    forward solve of :func:`scoresde.log_likelihood` (its ``.z``) without the divergence.
 
     Args:
         sde: The forward SDE the score belongs to.
         score_fn: ``score_fn(x, t)``, x of shape (B, *event_shape), t of shape (B,).
         x: Data (B, *event_shape), in the model's data range.
-        method: One of :data:`ENCODE_METHODS`.
+        method: A name in :data:`scoresde.solvers.ODE_METHODS`: adaptive ("dopri5", "bosh3", "dopri8", ...) or
+            fixed-step ("euler", "midpoint", "heun", "rk4") on ``steps`` uniform intervals.
         steps: Uniform steps of a fixed-step method (ignored by adaptive ones).
-        rtol, atol: Tolerances of an adaptive method.
+        rtol, atol: Tolerances of an adaptive method (one step size for the batch, torchdiffeq's RMS norm).
         eps: Start time in (0, T): the time the data are taken to live at.
 
     Returns:
         The latents x(T), shape of x.
+
+    Raises:
+        NonFiniteError: if the solve meets NaN or infinite values (names the step and time).
     """
     _check_inputs(sde, score_fn, x, "x")
-    if method not in ENCODE_METHODS:
-        raise ValueError(f"method must be one of {', '.join(ENCODE_METHODS)}, got {method!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
-    batch = x.shape[0]
-
-    def drift(t: Tensor, y: Tensor) -> Tensor:
-        t = t.clamp(eps, sde.T)  # only the adaptive methods' initial step-size probe leaves [eps, T]
-        t64 = t.to(torch.float64)
-        f, half_g2 = float(sde.f(t64)), 0.5 * float(sde.g2(t64))
-        return f * y - half_g2 * score_fn(y, t.to(y.dtype).expand(batch))
-
-    fixed = method in ("euler", "midpoint", "rk4")
-    span = torch.linspace(eps, sde.T, steps + 1 if fixed else 2, dtype=x.dtype, device=x.device)
+    solver = ProbabilityFlowODE(method, rtol, atol)
+    times = solver.plan(sde, eps, steps=None if solver.adaptive else steps).flip(0)
     with torch.no_grad():
-        path = odeint(drift, x, span, method=method, **({} if fixed else {"rtol": rtol, "atol": atol}))
-    z = path[-1]
-    if not bool(torch.isfinite(z).all()):
-        raise NonFiniteError("encode: the probability-flow ODE gave non-finite values; check the score function")
+        z, _ = integrate(solver, sde, CountingScore(score_fn), x, times)
     return z
 
 
@@ -194,19 +175,16 @@ def decode(
     """Latent -> data: the probability-flow ODE from T down to eps (``scoresde.sample`` with ``solver="ode"``).
 
     Args:
-        sde, score_fn, method, rtol, atol, eps: As for :func:`encode`.
+        sde, score_fn, method, steps, rtol, atol, eps: As for :func:`encode`.
         z: Latents (B, *event_shape) at time T.
-        steps: Steps of a fixed-step method ("euler", "midpoint", "rk4"; torchdiffeq's "heun" is not offered).
 
     Returns:
         The data x(eps), shape of z; no denoising step, so that ``decode(encode(x)) ~ x``.
     """
     _check_inputs(sde, score_fn, z, "z")
-    if method not in ENCODE_METHODS:
-        raise ValueError(f"method must be one of {', '.join(ENCODE_METHODS)}, got {method!r}")
-    fixed = method in ("euler", "midpoint", "rk4")
-    options = {"method": method} | ({"steps": steps} if fixed else {"rtol": rtol, "atol": atol})
-    x, _ = sample(sde, score_fn, None, start=z, solver="ode", eps=eps, denoise=False, **options)
+    solver = ProbabilityFlowODE(method, rtol, atol)
+    x, _ = sample(sde, score_fn, None, start=z, solver=solver, eps=eps, denoise=False,
+                  steps=None if solver.adaptive else steps)  # fmt: skip
     return x
 
 

@@ -7,25 +7,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._validation import from_name
 from .consistency.parameterization import check_model_kind
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS, grids
-from .solvers.base import Callback, CountingScore, NonFiniteError, SampleInfo, Solver, integrate, timed
+from .solvers.base import Callback, CountingScore, SampleInfo, Solver, integrate, timed
 from .solvers.noise import BrownianNoise, KeyedNoise, NoiseSource
 
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
     """A solver object from a name in ``SOLVERS`` and its constructor options, or the object itself."""
-    if isinstance(solver, Solver):
-        if options:
-            raise TypeError(
-                f"solver options {sorted(options)} are only accepted with a solver name; "
-                f"configure the {type(solver).__name__} object instead"
-            )
-        return solver
-    if isinstance(solver, str) and solver in SOLVERS:
-        return SOLVERS[solver](**options)
-    raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+    return from_name("solver", solver, SOLVERS, Solver, **options)
 
 
 def make_noise(
@@ -41,17 +33,6 @@ def make_noise(
     if seed is None:
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device if generator else "cpu"))
     return BrownianNoise(seed, eps, T) if noise == "brownian" else KeyedNoise(seed)
-
-
-def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
-    """Tweedie's formula: E[x_0 | x_t] = (x_t + s(t)^2 grad log p_t(x_t)) / m(t); one score evaluation.
-
-    At t = eps this is the final denoising step of NCSNv2 (Song & Ermon 2020) and of Song et al. 2021;
-    the division by m(eps) (= 1 for VE, 1 - O(eps) for VP) makes it the exact posterior mean.
-    """
-    m, s = float(sde.mean_scale(t)), float(sde.std(t))
-    time = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-    return (x + s**2 * score(x, time)) / m
 
 
 def _initial_state(sde, shape, start, generator, device, dtype) -> Tensor:
@@ -143,10 +124,6 @@ def sample(
             outside (0, T), a score of the wrong shape.
         NonFiniteError: if the trajectory becomes NaN or infinite (names the step and time).
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     solver = make_solver(solver, **solver_options)
     check_model_kind(sde, score_fn, solver, eps)  # a Score/ConsistencyModel knows its SDE and what it outputs
     times = _grid(sde, solver, eps, steps, nfe, times, start)
@@ -160,31 +137,15 @@ def sample(
     noise_source = make_noise(noise, seed, generator, eps, sde.T)
     stats: dict[str, Any] = {}
     x = _initial_state(sde, shape, start, generator, device, dtype)
+    denoise = denoise and getattr(solver, "final_denoise", True)  # a consistency sampler ends on f(x, eps)
 
     def run() -> tuple[Tensor, Tensor | None]:
         with torch.no_grad():
-            out, traj = integrate(
-                solver,
-                sde,
-                score,
-                x,
-                times,
-                generator=generator,
-                callback=callback,
-                trajectory=trajectory,
-                progress=progress,
-                nfe_budget=nfe,
-                stats=stats,
-                noise=noise_source,
-            )
-            score.budget = None  # the final denoising call is outside the solve's budget
-            if denoise and getattr(solver, "final_denoise", True):  # a consistency sampler ends on f(x, eps)
-                out = tweedie_denoise(sde, score, out, float(times[-1]))
-                if not bool(torch.isfinite(out).all()):
-                    raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
-        return out, traj
+            return integrate(solver, sde, score, x, times, generator=generator, callback=callback,
+                             trajectory=trajectory, progress=progress, nfe_budget=nfe, stats=stats, noise=noise_source,
+                             denoise=denoise)  # fmt: skip
 
     (out, traj), wall = timed(run, x.device)
-    extras = solver.describe() | {"denoise": denoise and getattr(solver, "final_denoise", True)} | stats
+    extras = solver.describe() | {"denoise": denoise} | stats
     info = SampleInfo(score.calls, wall, len(times) - 1, type(solver).__name__, extras, times, traj)
     return out, info

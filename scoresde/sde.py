@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._utils import append_dims, batch_time, check_time_range, sum_except_batch
-from ._validation import is_int
+from ._validation import check_callable, is_int
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """A score function ``score_fn(x, t) -> Tensor`` with x of shape (B, ...) and t of shape (B,)."""
@@ -263,8 +263,7 @@ class ReverseSDE:
     """
 
     def __init__(self, sde: SDE, score_fn: ScoreFn, probability_flow: bool = False) -> None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        check_callable("score_fn", score_fn)
         self.forward_sde = sde
         self.score_fn = score_fn
         self.probability_flow = bool(probability_flow)

@@ -60,9 +60,12 @@ def test_hutchinson_mean_is_the_trace(cls):
     per_probe = torch.cat(samples)
     mean, se = per_probe.mean(0), per_probe.std(0) / math.sqrt(per_probe.shape[0])
     assert bool(((mean - _exact_trace(x)).abs() < 4 * se).all())
-    # the batched n_probes path averages the same quantities
+    # one probe takes a plain VJP, several a batched one: both average the same quantities
     est.draw(x, gen)
     torch.testing.assert_close(est(v, xg), sum_uJu(v, xg, est.probes[0]))
+    three = cls(n_probes=3)
+    three.draw(x, gen)
+    torch.testing.assert_close(three(v, xg), torch.stack([sum_uJu(v, xg, u) for u in three.probes]).mean(0))
 
 
 def sum_uJu(v, x, u):

@@ -129,18 +129,19 @@ def test_fixed_step_method_makes_one_score_call_per_stage():
     assert (res.logp - data.ode_log_prob(sde, x, eps=EPS)).abs().max() / 2 < 1e-3
 
 
-def test_a_sample_does_not_depend_on_its_batch_beyond_the_tolerance(sde):
-    """Batched and one-at-a-time answers agree to solver accuracy, though the batch shares its steps.
-
-    Measured at rtol = atol = 1e-5: at most ~2e-4 nats per sample apart (same size as each one's error).
-    """
+@pytest.mark.parametrize(("per_sample", "tol"), [(False, 1e-3), (True, 1e-10)])
+def test_a_sample_does_not_depend_on_its_batch_beyond_the_tolerance(sde, per_sample, tol):
+    """Batched and one-at-a-time answers: to solver accuracy when the batch shares its steps (the default; measured
+    at rtol = atol = 1e-5: at most ~2e-4 nats per sample apart, the size of each one's error); the same to round-off
+    with a step size per sample."""
     dist = _mixture()
     x = dist.sample(6, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     x[0] = torch.tensor([0.0, 0.0], dtype=torch.float64)  # between the modes: a harder trajectory
     score = dist.score_fn(sde)
-    batched = log_likelihood(sde, score, x, rtol=1e-5, atol=1e-5)
-    alone = [log_likelihood(sde, score, x[i : i + 1], rtol=1e-5, atol=1e-5) for i in range(6)]
-    assert (batched.logp - torch.cat([a.logp for a in alone])).abs().max() / 2 < 1e-3
+    batched = log_likelihood(sde, score, x, rtol=1e-5, atol=1e-5, per_sample=per_sample)
+    alone = [log_likelihood(sde, score, x[i : i + 1], rtol=1e-5, atol=1e-5, per_sample=per_sample) for i in range(6)]
+    assert (batched.logp - torch.cat([a.logp for a in alone])).abs().max() / 2 < tol
+    assert (batched.nfe_per_sample is not None) == per_sample
 
 
 def test_float32_input_is_solved_in_float32():
@@ -237,10 +238,15 @@ def test_a_non_finite_score_raises_naming_the_time(method, options):
         lambda: log_likelihood(sde, _nan_after(0.5, sde), x, method=method, options=options),
         lambda: scoresde.bits_per_dim(sde, _nan_after(0.5, sde), levels, levels=17, method=method, options=options),
     ):
-        with pytest.raises(scoresde.solvers.NonFiniteError, match=r"non-finite at t=") as err:
+        with pytest.raises(scoresde.solvers.NonFiniteError, match=r"AugmentedODE produced non-finite values") as err:
             call()
-        t = float(str(err.value).split("at t=")[1].split(":")[0])
-        assert 0.5 < t <= 1.0  # the first evaluation past the point where the score broke
+        message = str(err.value)
+        if method == "dopri5":  # one adaptive interval: the time of the first evaluation past the break
+            assert "step 0 of 1 (from t=1e-05 to t=1, first at t=" in message
+            assert 0.5 < float(message.split("first at t=")[1].split(")")[0]) <= 1.0
+        else:  # the step of 0.05 whose stages first pass t = 0.5: rk4's last stage at its end, euler's at its start
+            a, b = (float(v) for v in message.split("(from t=")[1].split(")")[0].split(" to t="))
+            assert (a, b) == pytest.approx((0.45, 0.5) if method == "rk4" else (0.5, 0.55), abs=1e-4)
 
 
 def test_a_score_model_refuses_another_sde():

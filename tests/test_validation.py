@@ -4,7 +4,19 @@ import math
 
 import pytest
 
-from scoresde._validation import check_choice, check_count, check_int, check_positive, is_int, is_real
+import scoresde
+from scoresde._validation import (
+    check_callable,
+    check_choice,
+    check_count,
+    check_int,
+    check_positive,
+    check_sde,
+    from_name,
+    is_int,
+    is_real,
+)
+from scoresde.solvers import EulerMaruyama, Solver
 
 
 def test_predicates_refuse_bools():
@@ -26,3 +38,20 @@ def test_checks_return_the_value_and_name_the_argument():
             check_positive("eps", bad)
     with pytest.raises(ValueError, match=r"grid must be one of \['karras', 'uniform'\], got 'x'"):
         check_choice("grid", "x", ("uniform", "karras"))
+
+
+def test_type_checks_and_the_name_or_object_factory():
+    sde = scoresde.VPSDE()
+    assert check_sde(sde) is sde and check_callable("score_fn", abs) is abs
+    with pytest.raises(TypeError, match="sde must be a scoresde.SDE, got str"):
+        check_sde("vp")
+    with pytest.raises(TypeError, match="score_fn must be callable, got int"):
+        check_callable("score_fn", 3)
+    table = {"em": EulerMaruyama}
+    assert isinstance(from_name("solver", "em", table, Solver), EulerMaruyama)
+    solver = EulerMaruyama()
+    assert from_name("solver", solver, table, Solver) is solver
+    with pytest.raises(TypeError, match=r"solver options \['steps'\] are only accepted with a solver name"):
+        from_name("solver", solver, table, Solver, steps=3)
+    with pytest.raises(ValueError, match=r"solver must be one of \['em'\] or a Solver object, got 'pc'"):
+        from_name("solver", "pc", table, Solver)

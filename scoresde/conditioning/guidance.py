@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._utils import batch_time
-from .._validation import is_int
+from .._validation import check_callable, is_int
 from ..sde import ScoreFn
 
 Classifier = Callable[[Tensor, Tensor], Tensor]
@@ -88,11 +88,7 @@ class ClassifierGuidance:
     """
 
     def __init__(self, score_fn: ScoreFn, classifier: Classifier, y: Tensor | int, scale: float = 1.0) -> None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-        if not callable(classifier):
-            raise TypeError(f"classifier must be callable, got {type(classifier).__name__}")
-        self.score_fn, self.classifier = score_fn, classifier
+        self.score_fn, self.classifier = check_callable("score_fn", score_fn), check_callable("classifier", classifier)
         self.y, self.scale = _check_labels(y), _check_scale(scale)
 
     def __repr__(self) -> str:
@@ -139,8 +135,7 @@ class ClassifierFreeGuidance:
     def __init__(
         self, score_fn: ConditionalScoreFn, y: Tensor | int, scale: float, *, null_label: int | None = None
     ) -> None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        check_callable("score_fn", score_fn)
         if null_label is None:
             null_label = getattr(score_fn, "num_classes", None)
             if null_label is None:

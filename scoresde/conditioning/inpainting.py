@@ -25,7 +25,7 @@ from ..sampling import make_solver
 from ..sde import SDE, ScoreFn
 from ..solvers import NoCorrector, PredictorCorrector, SampleInfo
 from ..solvers.base import CountingScore, Solver, StepContext, integrate
-from .methods import ConditionalMethod, make_method, sample_conditional, walk
+from .methods import ConditionalMethod, make_method, sample_conditional
 from .observation import BoundObservation, Observation, ObservedPath
 from .smc import ParticleFilter
 
@@ -78,7 +78,7 @@ def solver_cost(solver: Solver, sde: SDE, steps: int, eps: float) -> int:
     Raises:
         ValueError: for a solver with adaptive step sizes, whose cost depends on the score (give ``steps``).
     """
-    if getattr(getattr(solver, "spec", None), "adaptive", False):
+    if solver.adaptive:
         raise ValueError(f"nfe= needs a fixed-step solver, {solver!r} adapts its steps; give steps= instead")
     probe = CountingScore(lambda x, t: -x)
     with torch.no_grad():
@@ -127,7 +127,8 @@ class Replacement(ConditionalMethod):
         path.start(obs.y, sde.mean_scale(times).tolist(), sde.std(times).tolist(), generator)
         shape, y = obs.y.shape, obs.y
         x = obs.merge(sde.prior_sampling(shape, generator=generator, device=y.device, dtype=y.dtype), path.at(0))
-        x = walk(self._stepper(obs, path), sde, score, x, times, generator, progress, denoise)
+        x, _ = integrate(self._stepper(obs, path), sde, score, x, times, generator=generator, progress=progress,
+                         denoise=denoise)  # fmt: skip
         return x, {}
 
     def describe(self) -> dict[str, Any]:

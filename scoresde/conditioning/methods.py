@@ -9,17 +9,16 @@ never exceeds it, times the run, and returns a :class:`~scoresde.solvers.SampleI
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._validation import from_name
 from ..consistency.parameterization import check_model_kind
-from ..sampling import tweedie_denoise
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
-from ..solvers.base import CountingScore, NonFiniteError, SampleInfo, check_count, check_steps_or_nfe, integrate, timed
+from ..solvers.base import CountingScore, SampleInfo, check_steps_or_nfe, steps_for_budget, timed
 from .observation import BoundObservation, Observation
 
 
@@ -58,9 +57,11 @@ class ConditionalMethod(abc.ABC):
     ) -> tuple[Tensor, dict[str, Any]]:
         """Draw one sample per observation: x of shape (B, *event_shape), equal to y where observed, and extras.
 
+        Runs without gradients, on :func:`~scoresde.solvers.base.integrate` (``denoise`` is its final step). The
+        score evaluations per sample are counted by ``score`` (its rows over the batch).
+
         Returns:
-            The samples and a dict of statistics for :attr:`SampleInfo.extras` (it may set ``"nfe"``, the score
-            evaluations per sample, when a score call evaluates several states per sample).
+            The samples and a dict of statistics for :attr:`SampleInfo.extras`.
         """
 
     def describe(self) -> dict[str, Any]:
@@ -72,43 +73,9 @@ class ConditionalMethod(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
-def walk(
-    solver, sde: SDE, score: CountingScore, x: Tensor, times: Tensor, generator, progress: bool, denoise: bool
-) -> Tensor:
-    """:func:`integrate` ``solver`` over ``times`` without gradients, then (optionally) Tweedie's denoising step."""
-    with torch.no_grad():
-        x, _ = integrate(solver, sde, score, x, times, generator=generator, progress=progress)
-        if denoise:
-            x = tweedie_denoise(sde, score, x, float(times[-1]))
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteError(f"the final denoising step at t={float(times[-1]):.6g} gave non-finite values")
-    return x
-
-
-def steps_for_budget(cost: Callable[[int], int], nfe: int) -> int:
-    """The largest step count whose cost (score evaluations per sample, non-decreasing in steps) is <= ``nfe``."""
-    check_count("nfe", nfe)
-    c1 = cost(1)
-    if c1 > nfe:
-        raise ValueError(f"nfe={nfe} is below the cost of one step of this method ({c1} score evaluations per sample)")
-    slope = max(cost(2) - c1, 1)
-    steps = 1 + (nfe - c1) // slope  # exact when the cost is affine in steps; checked below either way
-    while steps > 1 and cost(steps) > nfe:
-        steps -= 1
-    while steps < nfe and cost(steps + 1) <= nfe:
-        steps += 1
-    return steps
-
-
 def make_method(method: str | ConditionalMethod, table: dict[str, type], **options: Any) -> ConditionalMethod:
     """A method object from a name in ``table`` and its constructor options, or the object itself."""
-    if isinstance(method, ConditionalMethod):
-        if options:
-            raise TypeError(f"options {sorted(options)} are only accepted with a method name, not a method object")
-        return method
-    if isinstance(method, str) and method in table:
-        return table[method](**options)
-    raise ValueError(f"method must be one of {sorted(table)} or a ConditionalMethod object, got {method!r}")
+    return from_name("method", method, table, ConditionalMethod, **options)
 
 
 def sample_conditional(
@@ -126,10 +93,6 @@ def sample_conditional(
     progress: bool = False,
 ) -> tuple[Tensor, SampleInfo]:
     """Sample x given the observation ``y`` of x with ``method``; see :func:`scoresde.inpaint` for the arguments."""
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_model_kind(sde, score_fn, method, eps)  # a consistency model only with method="consistency", and back
     obs = observation.bind(y)
     if generator is not None and generator.device.type != y.device.type:
@@ -138,15 +101,15 @@ def sample_conditional(
     grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
     method = method.for_budget(nfe)
     if nfe is not None:
-        steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe)
+        steps = steps_for_budget(lambda k: method.cost(sde, k, eps, denoise), nfe, type(method).__name__)
     times = method.grid(sde, method.default_steps if steps is None else steps, eps)
     score = CountingScore(score_fn)
 
     def go() -> tuple[Tensor, dict[str, Any]]:
-        return method.run(sde, score, obs, times, denoise=denoise, generator=generator, progress=progress)
+        with torch.no_grad():
+            return method.run(sde, score, obs, times, denoise=denoise, generator=generator, progress=progress)
 
     (x, extras), wall = timed(go, y.device)
     x = obs.merge(x, obs.y)  # exactly y where observed, also after the denoising step
     extras = method.describe() | {"denoise": denoise, "budget": nfe} | extras
-    used = int(extras.pop("nfe", score.calls))
-    return x, SampleInfo(used, wall, len(times) - 1, type(method).__name__, extras, times)
+    return x, SampleInfo(score.rows // obs.batch, wall, len(times) - 1, type(method).__name__, extras, times)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .._utils import batch_time
+from .._validation import check_sde
 from ..oracle import GaussianMixture
 from ..sde import SDE
 
@@ -23,8 +24,7 @@ from ..sde import SDE
 def _check_mixture(mixture: GaussianMixture, sde: SDE) -> None:
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"mixture must be a scoresde.oracle.GaussianMixture, got {type(mixture).__name__}")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+    check_sde(sde)
 
 
 class ComponentPosterior:

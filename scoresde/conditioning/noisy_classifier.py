@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .._instantiate import instantiate
 from .._utils import append_dims, batch_time
-from .._validation import is_int
+from .._validation import check_sde, is_int
 from ..metrics.classifier import random_shift
 from ..models.embeddings import TimeMLP
 from ..models.unet import ResBlock, group_norm
@@ -66,8 +66,7 @@ class NoisyClassifier(nn.Module):
         num_levels: int = 1000,
     ) -> None:
         super().__init__()
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+        check_sde(sde)
         if len(event_shape) != 3:
             raise ValueError(f"event_shape must be (C, H, W), got {tuple(event_shape)}")
         if not is_int(num_classes) or num_classes < 2:

@@ -29,11 +29,11 @@ from torch import Tensor
 from .._validation import check_choice, is_int, is_real
 from ..sde import SDE
 from ..solvers import grids
-from ..solvers.base import Solver, StepContext
+from ..solvers.base import Solver, StepContext, integrate
 from ..solvers.euler_maruyama import EulerMaruyama
 from ..solvers.pc import Ancestral, ReverseDiffusion
 from .ensemble import EnsembleJacobian, ObservedCovariance
-from .methods import ConditionalMethod, walk
+from .methods import ConditionalMethod
 from .observation import BoundObservation, ObservedPath
 
 DEFAULT_PARTICLES = 30  # without a budget (and at 1000 evaluations per sample)
@@ -92,7 +92,6 @@ class FilterStep(Solver):
     ) -> None:  # fmt: skip
         self.kernel, self.obs, self.path, self.k, self.threshold = kernel, obs, path, particles, ess_threshold
         self.twist, self.ensemble, self.probes = twist, ensemble, probes
-        self.probe_calls = 0  # score calls on one state per sample (the ensemble's probes), not on every particle
         self.logw = torch.zeros(obs.batch, particles, dtype=obs.y.dtype, device=obs.y.device)
         self.log_psi = torch.zeros_like(self.logw)
         self.ess: list[Tensor] = []  # mean ESS / K over the samples, before each resampling decision
@@ -164,7 +163,6 @@ class FilterStep(Solver):
             v = obs.from_basis(q[:, j].reshape(shape))
             gv = (c.s[i] ** 2 / c.m[i] ** 2) * (v + c.s[i] ** 2 * (ctx.score(x_bar + h * v, t) - base) / h)
             rows.append(obs.to_basis(gv).reshape(b, -1))
-        self.probe_calls += 1 + q.shape[1]
         g = q @ torch.stack(rows, 1).transpose(1, 2)
         ev, vec = torch.linalg.eigh(0.5 * (g + g.transpose(1, 2)))
         return (vec * ev.clamp_min(0)[:, None, :]) @ vec.transpose(1, 2)
@@ -200,7 +198,8 @@ class ParticleFilter(ConditionalMethod):
 
     ``info.extras`` reports ``particles``, ``ess`` (mean ESS / K per step, shape (N,)), ``final_ess`` (mean ESS / K
     of the final weights, from which the sample is drawn), ``resampled`` (resampling events over samples and steps)
-    ``score_calls`` and ``probe_calls``; ``info.nfe`` counts evaluations per sample, score_calls x K + probe_calls.
+    and ``score_calls`` (batched calls); ``info.nfe`` counts evaluations per sample: K per call on the particles, one
+    per call on the ensemble's probes (R + 1 of them per step).
     """
 
     default_steps = 100
@@ -267,7 +266,7 @@ class ParticleFilter(ConditionalMethod):
         step = FilterStep(
             KERNELS[self.kernel], obs, path, k, self.ess_threshold, self.twist, self.ensemble, self.probes
         )
-        x = walk(step, sde, score, x, times, generator, progress, denoise)
+        x, _ = integrate(step, sde, score, x, times, generator=generator, progress=progress, denoise=denoise)
         logw = step.finish()
         if denoise and self.final_weight:  # x is Tweedie's x0_hat(x_eps), its observed part not yet replaced by y
             t = times[-1]
@@ -276,9 +275,7 @@ class ParticleFilter(ConditionalMethod):
         x = x.view(y.shape[0], k, *y.shape[1:])[torch.arange(y.shape[0], device=y.device), pick]
         ess = torch.stack(step.ess).cpu() if step.ess else torch.ones(0)
         extras = {
-            "nfe": (score.calls - step.probe_calls) * k + step.probe_calls,
-            "score_calls": score.calls - step.probe_calls,
-            "probe_calls": step.probe_calls,
+            "score_calls": score.calls,
             "ess": ess,
             "final_ess": float(effective_sample_size(logw).mean()) / k,
             "resampled": step.resampled,

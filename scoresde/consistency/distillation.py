@@ -114,7 +114,7 @@ class ConsistencyDistillation(Objective):
         score = CountingScore(labelled(self.teacher, y))
         times = torch.tensor([t_from, t_to], dtype=x.dtype, device=x.device)
         out = self.solver.step(x, 0, StepContext(sde, score, self._coefficients[key], times, x.shape[0], None))
-        self.teacher_calls += score.calls * x.shape[0]
+        self.teacher_calls += score.rows
         return out
 
     def drawlevel_times(self, batch: int, generator: torch.Generator | None, like: Tensor) -> Tensor:

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..conditioning.methods import ConditionalMethod, walk
+from ..conditioning.methods import ConditionalMethod
 from ..conditioning.observation import BoundObservation
 from ..sde import SDE
-from ..solvers.base import CountingScore, Solver, StepContext
+from ..solvers.base import CountingScore, Solver, StepContext, integrate
 from .sampler import ConsistencySampler
 
 
@@ -62,7 +62,7 @@ class ConsistencyEditing(ConditionalMethod):
         m0, s0, m_eps = float(sde.mean_scale(t0)), float(sde.std(t0)), float(sde.mean_scale(t_eps))
         z = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         x = m0 * obs.merge(torch.zeros_like(z), y) + s0 * z  # x ~ N(m y, s^2 I) at t_1 = T, 0 where unobserved
-        x = walk(_EditStep(obs, m_eps * y), sde, score, x, times, generator, progress, denoise=False)
+        x, _ = integrate(_EditStep(obs, m_eps * y), sde, score, x, times, generator=generator, progress=progress)
         return x, {"denoise": False}
 
     def describe(self) -> dict[str, Any]:

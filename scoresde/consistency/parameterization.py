@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
+from .._validation import check_callable, check_sde
 from ..models.parameterization import TIME_INPUTS, LogSigmaTime
 from ..sde import SDE
 
@@ -113,10 +114,8 @@ class ConsistencyModel(nn.Module):
         time_input: str = "continuous",
     ) -> None:
         super().__init__()
-        if not callable(net):
-            raise TypeError(f"net must be a callable module, got {type(net).__name__}")
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+        check_callable("net", net)
+        check_sde(sde)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
             raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
         if output not in OUTPUTS:
@@ -180,6 +179,8 @@ def check_model_kind(sde: SDE, fn: object, solver: object, eps: float) -> None:
     """
     from ..models.parameterization import ScoreModel, check_score_sde
 
+    check_sde(sde)
+    check_callable("score_fn", fn)
     wants = getattr(solver, "model_kind", "score")
     if getattr(fn, "is_consistency_model", False):
         if wants != "consistency":

@@ -7,9 +7,10 @@ variables, Chen et al. 2018; Song et al. 2021 appendix D.2, eq. 39),
     d/dt [x, delta] = [f~(x, t), div f~(x, t)],   x(eps) = x, delta(eps) = 0,
     log p_eps(x) = log p_T(z) + delta(T)         with p_T replaced by the SDE's prior N(0, prior_std^2 I).
 
-The right-hand side makes exactly ONE score call: the drift comes from ``sde.reverse(score_fn,
-probability_flow=True)`` (no SDE math is repeated here) and the divergence from vector-Jacobian products
-through that same forward pass (:mod:`scoresde.likelihood.divergence`).
+The right-hand side (:class:`AugmentedFlow`) makes exactly ONE score call: the drift is the probability-flow
+sampler's (:class:`scoresde.solvers.ode.FlowTerm`) and the divergence comes from vector-Jacobian products through
+that same forward pass (:mod:`scoresde.likelihood.divergence`). The solve is the sampler's ODE solver on the
+augmented state, through the sampler's loop (:class:`AugmentedODE`).
 
 What the number is. With a perfect solver and the exact score the result is log p_eps(x) of the model whose
 latent density is the prior; it differs from the true data density log p_0(x) by (i) the prior mismatch
@@ -17,13 +18,16 @@ log N(z; 0, prior_std^2 I) - log p_T(z), large for VE with a small sigma_max, an
 stopping at eps, log p_eps(x) - log p_0(x). ``benchmarks/likelihood_accuracy.py`` reports both next to the
 solver error.
 
-Batch dependence. An adaptive solver shares one step-size sequence across the batch. Here the error norm is
-the MAX over samples of each sample's own norm (max of the RMS over its coordinates and |error| of its
-log-determinant), so every sample's local error meets rtol/atol as it would alone: a sample's result depends
-on its batch-mates only through the (finer) step sequence, i.e. within the solver tolerance; the
-tests check that batched and one-at-a-time answers agree to that level. (torchdiffeq's default RMS over the
-whole batch would instead dilute a hard sample's error by the easy ones.) The cost of a batch is set by its
-hardest sample.
+Error control and batches. An adaptive solver shares one step-size sequence across the batch by default, under the
+MAX over samples of each sample's own error norm (max of the RMS over its coordinates and |error| of its
+log-determinant): every sample's local error meets rtol/atol as it would alone, and a sample's result depends on its
+batch-mates only through the (finer) step sequence, i.e. within the solver tolerance (tested). The batch pays for its
+hardest sample. ``per_sample=True`` ("dopri5") gives every sample its own step size and time instead
+(:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`): the same per-sample tolerance, no dependence on the batch,
+and the batch costs the sum of its samples' evaluations (fewer score rows; not always fewer batched calls), but the
+easy samples are no longer solved more finely than requested. (torchdiffeq's default, and the reference
+implementation's, is the RMS over the whole batch, which lets the easy samples dilute a hard one's error.
+docs/guides/likelihood.md compares the three in speed and accuracy.)
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torchdiffeq
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -42,16 +45,15 @@ from .._utils import check_finite, event_size
 from .._validation import check_choice, check_positive, is_int
 from ..models.parameterization import check_score_sde
 from ..sde import SDE, ScoreFn
-from ..solvers.base import CountingScore, NonFiniteError, Solver, StepContext, check_steps_or_nfe, integrate
-from ..solvers.ode import ODE_METHODS, rk_step
+from ..solvers.base import CountingScore, StepContext, check_steps_or_nfe, integrate
+from ..solvers.ode import ODE_METHODS, FlowTerm, ProbabilityFlowODE, State
 from .divergence import Divergence, make_divergence
 from .quantization import BitsPerDim, Quantization
 
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-METHODS = frozenset(_ADAPTIVE) | {name for name, spec in ODE_METHODS.items() if not spec.adaptive}
-"""Adaptive methods (torchdiffeq's, with the per-sample error norm) and the fixed-step Runge-Kutta methods of
-:data:`scoresde.solvers.ode.ODE_METHODS` ("euler", "midpoint", "heun", "rk4"), which walk a grid of ``steps``
-intervals through the sampler's loop."""
+METHODS = frozenset(ODE_METHODS)
+"""The methods of :data:`scoresde.solvers.ode.ODE_METHODS`: adaptive ("dopri5", "bosh3", "dopri8", "fehlberg2",
+"adaptive_heun") and fixed-step Runge-Kutta ("euler", "midpoint", "heun", "rk4") on a grid of ``steps`` intervals,
+all through the sampler's loop."""
 
 
 @dataclass
@@ -82,145 +84,77 @@ class LikelihoodResult:
         return -self.logp / self.z[0].numel()
 
 
-class AugmentedFlow(torch.nn.Module):
-    """Right-hand side of the augmented probability-flow ODE d/dt [x, delta] = [f~, div f~] (one score call).
+class AugmentedFlow(FlowTerm):
+    """The term d/dt [x, delta] = [f~, div f~] of the augmented probability-flow ODE: one score call per evaluation.
 
-    Every evaluation checks that t, the drift and the divergence are finite (one host sync per score call), so a
-    NaN score stops the solve with a :class:`NonFiniteError` naming the time, whatever the method.
+    The drift is :class:`~scoresde.solvers.ode.FlowTerm`'s; the divergence comes from vector-Jacobian products
+    through the same forward pass. Hutchinson probes follow their samples when a per-sample solver evaluates a
+    subset ``idx`` of the batch.
 
     Args:
-        sde: The forward SDE; its ``reverse(score_fn, probability_flow=True)`` supplies the drift f~.
-        score_fn: The score s(x, t).
+        sde: The forward SDE.
+        score: The (counted) score s(x, t).
         divergence: Estimator of div f~ (exact or Hutchinson, probes already drawn).
         progress: Optional tqdm bar over [eps, T] (total 1000: per mille of the time range), advanced to each t.
         eps: Start time of the solve (for the progress bar).
-        budget: Most score evaluations allowed (:class:`~scoresde.solvers.base.CountingScore`); None: unlimited.
     """
 
-    def __init__(
-        self,
-        sde: SDE,
-        score_fn: ScoreFn,
-        divergence: Divergence,
-        progress: Any = None,
-        eps: float = 0.0,
-        budget: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.score = CountingScore(score_fn, budget)
-        self.flow = sde.reverse(self.score, probability_flow=True)
-        self.divergence = divergence
-        self.progress, self.eps, self.last_t = progress, eps, eps
+    def __init__(self, sde: SDE, score: ScoreFn, divergence: Divergence, progress: Any = None, eps: float = 0.0):
+        super().__init__(sde, score)
+        self.divergence, self.progress, self.eps = divergence, progress, eps
 
-    def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        x = state[0]
-        if not bool(torch.isfinite(t).all()):  # t is a scalar, or (B,) for the per-sample solver
-            raise NonFiniteError(f"the ODE solver's time became {t.tolist()} after t={self.last_t:.6g} (a NaN step)")
-        t = t.clamp(max=self.flow.T)  # torchdiffeq's first-step heuristic may probe past T
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            drift = self.flow.sde(x, t).drift
-            div = self.divergence(drift, x)
-        if not bool(torch.isfinite(drift).all() & torch.isfinite(div).all()):
-            what = "state x" if not bool(torch.isfinite(x).all()) else "score (or its divergence)"
-            raise NonFiniteError(
-                f"the probability-flow ODE became non-finite at t={float(t.min()):.6g}: the {what} has NaN or infinite "
-                f"values (score evaluation {self.score.calls})"
-            )
-        self.last_t = float(t.min())  # per sample: the slowest sample's time
-        if self.progress is not None:
-            done = round(1000 * (self.last_t - self.eps) / (self.flow.T - self.eps))
-            self.progress.update(max(0, done - self.progress.n))
-            self.progress.set_postfix(t=f"{self.last_t:.4f}", nfe=self.score.calls, refresh=False)
+    def __call__(self, t: float | Tensor, y: State, idx: Tensor | None = None) -> State:
+        probes = getattr(self.divergence, "probes", None)
+        if idx is not None and probes is not None:
+            self.divergence.probes = probes[:, idx]
+        try:
+            with torch.enable_grad():
+                x = y[0].detach().requires_grad_(True)
+                drift = self.drift(t, x)
+                div = self.divergence(drift, x)
+        finally:
+            if idx is not None and probes is not None:
+                self.divergence.probes = probes
+        if self.progress is not None:  # per sample: the slowest sample's time
+            now = float(torch.as_tensor(t).min())
+            self.progress.update(max(0, round(1000 * (now - self.eps) / (self.sde.T - self.eps)) - self.progress.n))
+            self.progress.set_postfix(t=f"{now:.4f}", nfe=getattr(self.score, "calls", None), refresh=False)
         return drift.detach(), div.detach()
 
 
 def _per_sample_max_norm(state: tuple[Tensor, Tensor]) -> Tensor:
-    """Error norm for the adaptive solver: max over samples of max(RMS of x's error, |delta's error|)."""
+    """Error norm of the shared adaptive step: max over samples of max(RMS of x's error, |delta's error|)."""
     x, delta = state
     rms = x.reshape(x.shape[0], -1).pow(2).mean(1).sqrt()
     return torch.maximum(rms, delta.abs()).max()
 
 
-class AugmentedODE(Solver):
-    """Integrates the augmented flow d/dt [x, delta] = [f~, div f~] (an :class:`AugmentedFlow`) from eps up to T.
-
-    A solver of the sampler's loop (:func:`~scoresde.solvers.base.integrate`) on the augmented state (x, delta),
-    one grid interval per step: fixed-step methods take one Runge-Kutta step per interval
-    (:func:`~scoresde.solvers.ode.rk_step`, the probability-flow sampler's); adaptive methods integrate each interval
-    with torchdiffeq under the per-sample error norm (see the module docstring), or with ``per_sample`` with a step
-    size per sample (:func:`~scoresde.solvers.adaptive_ode.dopri5_per_sample`). The grid is the solver's grid from
-    T down to eps, walked backwards; an ``nfe`` budget buys nfe // stages steps of a fixed-step method and bounds
-    an adaptive one (:class:`~scoresde.solvers.base.BudgetExceededError` beyond it).
+class AugmentedODE(ProbabilityFlowODE):
+    """:class:`~scoresde.solvers.ProbabilityFlowODE` on the augmented term (an :class:`AugmentedFlow`), from eps up
+    to T: the solver's grid walked backwards, the same methods, the shared adaptive step under the max-over-samples
+    error norm (see the module docstring).
 
     Args:
         term: The right-hand side, holding the run's counted score.
         method: A name in :data:`METHODS`.
         rtol: Relative tolerance of adaptive methods.
         atol: Absolute tolerance of adaptive methods.
-        options: Extra torchdiffeq options of an adaptive method.
+        options: Extra torchdiffeq options of a shared adaptive step.
         per_sample: Step size per sample ("dopri5" only).
     """
 
     def __init__(
         self, term: AugmentedFlow, method: str, rtol: float, atol: float, options: dict, per_sample: bool
     ) -> None:
-        super().__init__()
-        self.term, self.method, self.rtol, self.atol = term, method, rtol, atol
-        self.options, self.per_sample = options, per_sample
-        self.adaptive = method in _ADAPTIVE
-        self.tableau = None if self.adaptive else ODE_METHODS[method].tableau
-        self.nfe_per_step = 1 if self.adaptive else len(self.tableau.b)
-        self.default_steps = 1 if self.adaptive else 100
+        super().__init__(method, rtol, atol, per_sample)
+        self.term, self.options = term, dict(options, norm=_per_sample_max_norm)
+
+    def make_term(self, ctx: StepContext) -> AugmentedFlow:
+        return self.term
 
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Grid times eps = t_0 < ... < t_N = T (float64, shape (N + 1,))."""
-        check_steps_or_nfe(steps, nfe)
-        if self.adaptive and nfe is not None:  # spent by the error control, bounded by the counted score
-            super().plan(sde, eps, nfe=nfe)
-            nfe = None
         return super().plan(sde, eps, steps=steps, nfe=nfe).flip(0)
-
-    def step(self, y: tuple[Tensor, Tensor], i: int, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        t0, t1 = ctx.coeffs.t[i], ctx.coeffs.t[i + 1]
-        x = y[0]
-        if self.tableau is not None:
-
-            def vf(j: int, t: float, yj: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-                return self.term(torch.tensor(t, dtype=x.dtype, device=x.device), yj)
-
-            return rk_step(vf, y, t0, t1 - t0, self.tableau)
-        if self.per_sample:
-            return self._per_sample_step(y, t0, t1, ctx)
-        span = ctx.times[i : i + 2]
-        options = dict(self.options, norm=_per_sample_max_norm)
-        # land the last step on the interval's end instead of stepping past it (the SDE ends at T)
-        options["step_t"] = torch.cat([torch.as_tensor(options.get("step_t", []), dtype=x.dtype), span[1:].cpu()])
-        options["step_t"] = options["step_t"].unique()
-        xs, deltas = torchdiffeq.odeint(
-            self.term, y, span, rtol=self.rtol, atol=self.atol, method=self.method, options=options
-        )
-        return xs[-1], deltas[-1]
-
-    def _per_sample_step(self, y, t0: float, t1: float, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        """The interval with a step size per sample; Hutchinson probes follow their samples."""
-        from ..solvers.adaptive_ode import dopri5_per_sample
-
-        estimator = self.term.divergence
-        probes = getattr(estimator, "probes", None)
-
-        def f(t: Tensor, yy: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor]:
-            if probes is not None:
-                estimator.probes = probes[:, idx]
-            return self.term(t.to(yy[0].dtype), (yy[0], yy[1]))
-
-        try:
-            res = dopri5_per_sample(f, y, t0, t1, rtol=self.rtol, atol=self.atol)
-        finally:
-            if probes is not None:
-                estimator.probes = probes
-        ctx.stats["nfe_per_sample"] = ctx.stats.get("nfe_per_sample", 0) + res.nfe_per_sample
-        return res.y[0], res.y[1]
 
 
 def log_likelihood(
@@ -266,16 +200,16 @@ def log_likelihood(
             docstring); a fixed-step method accepts ``{"step_size": h}`` only, as ceil((T - eps) / h) steps.
         progress: Show a tqdm bar over the time range [eps, T], with the NFE so far.
         per_sample: With method "dopri5", solve every sample with its own step size and time
-            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample error norm): the batch
+            (:func:`scoresde.solvers.adaptive_ode.dopri5_per_sample`, the same per-sample tolerance): the batch
             costs the sum of its samples' evaluations, not the batch size times the hardest sample's, and a
-            sample's result does not depend on its batch. ``nfe`` then counts batched calls; the per-sample counts
-            are in ``nfe_per_sample``.
+            sample's result does not depend on its batch (see the module docstring). ``nfe`` then counts batched
+            calls; the per-sample counts are in ``nfe_per_sample``.
 
     Returns:
         A :class:`LikelihoodResult`.
 
     Raises:
-        NonFiniteError: if the score, the divergence or the solver's time becomes NaN/inf (names the time).
+        NonFiniteError: if the state, the score or the divergence becomes NaN/inf (names the step and time).
         ValueError: if ``score_fn`` is a :class:`scoresde.ScoreModel` built for another SDE than ``sde``.
     """
     start = time.perf_counter()
@@ -286,19 +220,17 @@ def log_likelihood(
     if not x.is_floating_point():
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
     check_finite(x, "x")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_score_sde(sde, score_fn)
-    eps, rtol, atol = check_positive("eps", eps), check_positive("rtol", rtol), check_positive("atol", atol)
+    eps = check_positive("eps", eps)
     if eps >= sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
-    check_choice("method", method, METHODS)
+    check_choice("method", method, METHODS)  # rtol and atol: checked by the solver
     check_steps_or_nfe(steps, nfe)
     estimator = make_divergence(divergence, n_probes)
     options = dict(options or {})
     if "norm" in options:
         raise ValueError("options may not set 'norm': the per-sample error norm is part of this function's contract")
-    if method not in _ADAPTIVE:
+    if not ODE_METHODS[method].adaptive:
         if "step_size" in options:
             h = check_positive("options['step_size']", options.pop("step_size"))
             if steps is not None or nfe is not None:
@@ -312,25 +244,26 @@ def log_likelihood(
     x = x.detach()
     estimator.draw(x, generator)
     bar = tqdm(total=1000, desc="log-likelihood (per mille of [eps, T])", leave=False) if progress else None
-    rhs = AugmentedFlow(sde, score_fn, estimator, progress=bar, eps=eps, budget=nfe)
-    solver = AugmentedODE(rhs, method, rtol, atol, options, bool(per_sample))
+    score = CountingScore(score_fn, nfe)
+    solver = AugmentedODE(AugmentedFlow(sde, score, estimator, bar, eps), method, rtol, atol, options, per_sample)
     times = solver.plan(sde, eps, steps=steps, nfe=nfe)
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     stats: dict[str, Any] = {}
     try:
-        (z, delta_logp), _ = integrate(solver, sde, rhs.score, state, times, stats=stats, nfe_budget=nfe)
+        (z, delta_logp), _ = integrate(solver, sde, score, state, times, stats=stats, nfe_budget=nfe)
     finally:
         if bar is not None:
             bar.close()
     prior_logp = sde.prior_logp(z)
+    per = stats.get("nfe_per_sample")
     return LikelihoodResult(
         logp=prior_logp + delta_logp,
         z=z,
         prior_logp=prior_logp,
         delta_logp=delta_logp,
-        nfe=rhs.score.calls,
+        nfe=score.calls,
         wall_time=time.perf_counter() - start,
-        nfe_per_sample=stats.get("nfe_per_sample"),
+        nfe_per_sample=None if per is None else torch.tensor(per, device=x.device),
     )
 
 

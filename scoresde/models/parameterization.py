@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
-from .._validation import is_int
+from .._validation import check_callable, check_sde, is_int
 from ..sde import SDE
 
 
@@ -217,10 +217,8 @@ class ScoreModel(nn.Module):
         sigma_data: float | None = None,
     ) -> None:
         super().__init__()
-        if not callable(net):
-            raise TypeError(f"net must be a callable module, got {type(net).__name__}")
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
+        check_callable("net", net)
+        check_sde(sde)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
         if time_input not in TIME_INPUTS:
@@ -315,8 +313,11 @@ class ScoreModel(nn.Module):
 def check_score_sde(sde: SDE, score_fn: object) -> None:
     """Raise ValueError if ``score_fn`` is a :class:`ScoreModel` built for another SDE; other callables pass.
 
-    A consistency model (``is_consistency_model``) has no score: TypeError naming what it is.
+    TypeError for an ``sde`` that is not an SDE, a ``score_fn`` that is not callable, or a consistency model
+    (``is_consistency_model``), which has no score.
     """
+    check_sde(sde)
+    check_callable("score_fn", score_fn)
     if getattr(score_fn, "is_consistency_model", False):
         raise TypeError(
             "score_fn is a consistency model: it maps x_t to the trajectory's end x_eps and has no score; "

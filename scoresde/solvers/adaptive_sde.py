@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .base import Solver, StepContext, check_count, check_steps_or_nfe
+from .base import Solver, StepContext
 from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
 
@@ -80,6 +80,7 @@ class AdaptiveSDE(Solver):
     order = 1.0
     default_steps = 1
     nfe_per_step = 2  # per attempt
+    adaptive = True  # a budget keeps the output intervals and is spent by step()
 
     def __init__(
         self,
@@ -100,13 +101,6 @@ class AdaptiveSDE(Solver):
         if retry not in ("bridge", "redraw"):
             raise ValueError(f"retry must be 'bridge' or 'redraw', got {retry!r}")
         self.retry = retry
-
-    def plan(self, sde, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
-        """Output intervals (``steps``, default 1); a budget ``nfe`` is spent by :meth:`step`, not planned."""
-        check_steps_or_nfe(steps, nfe)
-        if nfe is not None and check_count("nfe", nfe) < self.nfe_per_step:
-            raise ValueError(f"nfe={nfe} is below the minimum of {self.nfe_per_step} score evaluations for AdaptiveSDE")
-        return self.grid(sde, self.default_steps if steps is None else steps, eps)
 
     def _state(self, x: Tensor, ctx: StepContext) -> dict[str, Any]:
         mem = ctx.memory

@@ -4,11 +4,13 @@ A sampler is split into three parts that never know each other (cf. diffrax): th
 :class:`~scoresde.sde.SDE` and a score function), the *time grid* (a function in :mod:`.grids`) and the
 *solver*, an object with a ``step(x, i, ctx)`` method that moves the state from grid time ``t_i`` to
 ``t_{i+1}``. :func:`integrate` walks the grid once for every solver: it calls the solver, records the
-trajectory, calls the user's callback and checks for non-finite values.
+trajectory, calls the user's callback, takes the final denoising step and checks for non-finite values (the one
+check of the package: :func:`nonfinite_error` words it for every solver).
 
-A run is planned in score evaluations or in steps: :meth:`Solver.plan` turns ``steps`` or an ``nfe`` budget into
-the grid (``nfe_per_step`` evaluations per interval by default; solvers whose cost varies override it), and
-:class:`CountingScore` enforces the budget, so no solver can spend more than it was given.
+A run is planned in score evaluations or in steps: :func:`steps_for_budget` (the one planner, behind
+:meth:`Solver.plan` and the conditional samplers) turns an ``nfe`` budget into the largest step count that fits it,
+and :class:`CountingScore` (the one counter) counts calls and evaluated rows and enforces the budget, so no solver
+can spend more than it was given.
 
 Everything a step needs that depends only on the grid (m, s, f, g^2 at every grid time; the ratio r and
 variance v of the exact one-step kernel of every interval) is computed once per run, in float64, by
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import check_count, is_real
+from .._validation import check_callable, check_count, is_real
 from ..sde import SDE, ScoreFn
 from . import grids
 from .noise import NoiseSource
@@ -85,6 +87,10 @@ class SampleInfo:
 class CountingScore:
     """A score function that counts its calls, enforces a budget and checks the shape of what it returns.
 
+    ``calls`` counts batched calls (what a budget bounds); ``rows`` counts the states evaluated, summed over calls
+    (the evaluations per sample of a run whose calls take different numbers of states, e.g. a particle filter's
+    particles and probes, are ``rows / batch``).
+
     Args:
         score_fn: ``score_fn(x, t)`` with x of shape (B, *event_shape) and t of shape (B,).
         budget: Most calls allowed (None: unlimited); a call beyond it raises :class:`BudgetExceededError`.
@@ -92,16 +98,15 @@ class CountingScore:
     """
 
     def __init__(self, score_fn: ScoreFn, budget: int | None = None) -> None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-        self.score_fn = score_fn
-        self.calls = 0
+        self.score_fn = check_callable("score_fn", score_fn)
+        self.calls, self.rows = 0, 0
         self.budget = budget
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         if self.budget is not None and self.calls >= self.budget:
             raise BudgetExceededError(f"the solve needs more than its budget of nfe={self.budget} score evaluations")
         self.calls += 1
+        self.rows += x.shape[0]
         out = self.score_fn(x, t)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -209,13 +214,23 @@ def check_steps_or_nfe(steps: int | None, nfe: int | None) -> None:
         raise ValueError(f"give steps or nfe, not both (got steps={steps!r}, nfe={nfe!r})")
 
 
-def steps_within(nfe: int, nfe_per_step: int, what: str) -> int:
-    """The number of intervals an ``nfe`` budget buys at ``nfe_per_step`` score evaluations each (at least 1)."""
-    steps = check_count("nfe", nfe) // nfe_per_step
-    if steps < 1:
-        raise ValueError(
-            f"nfe={nfe} is below the minimum of {nfe_per_step} score evaluations for {what} (its cost per step)"
-        )
+def steps_for_budget(cost: Callable[[int], int], nfe: int, what: str) -> int:
+    """The largest step count whose cost (score evaluations, non-decreasing in the steps) is at most ``nfe``.
+
+    The budget planner of the package: :meth:`Solver.plan` (cost = steps x ``nfe_per_step``) and the conditional
+    samplers (cost per sample, e.g. particles x steps) both plan through it.
+
+    Raises:
+        ValueError: if ``nfe`` is not a count or is below the cost of one step of ``what``.
+    """
+    c1 = cost(1)
+    if check_count("nfe", nfe) < c1:
+        raise ValueError(f"nfe={nfe} is below the minimum of {c1} score evaluations for {what} (the cost of one step)")
+    steps = 1 + (nfe - c1) // max(cost(2) - c1, 1)  # exact when the cost is affine in the steps; checked either way
+    while steps > 1 and cost(steps) > nfe:
+        steps -= 1
+    while steps < nfe and cost(steps + 1) <= nfe:
+        steps += 1
     return steps
 
 
@@ -223,10 +238,12 @@ class Solver(abc.ABC):
     """A numerical method for the reverse-time process, moving the state one grid interval per :meth:`step`.
 
     Subclasses set ``order`` (convergence order of the method, None where it has no single one),
-    ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval) and ``default_grid`` (a name in
-    :data:`grids.GRIDS`), implement :meth:`step` and may override :meth:`plan` (how a budget becomes a grid;
-    needed where the cost is not steps x nfe_per_step) and :meth:`check` (refuse SDEs or settings for which the
-    method is not meaningful). Subclasses with their own ``__init__`` call ``super().__init__(grid=grid, rho=rho)``.
+    ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval), ``default_grid`` (a name in
+    :data:`grids.GRIDS`) and ``adaptive`` (True where the step sizes follow an error estimate: a budget then keeps
+    the default grid of output intervals and only bounds the evaluations), implement :meth:`step` and may override
+    :meth:`plan` (how a budget becomes a grid; needed where the cost is not steps x nfe_per_step) and :meth:`check`
+    (refuse SDEs or settings for which the method is not meaningful). Subclasses with their own ``__init__`` call
+    ``super().__init__(grid=grid, rho=rho)``.
 
     Args:
         grid: Where the steps fall: a name in ``grids.GRIDS`` ("uniform" in t, "log_snr" uniform in
@@ -238,6 +255,7 @@ class Solver(abc.ABC):
     default_steps: int = 1000
     nfe_per_step: int = 1
     default_grid: str = "uniform"
+    adaptive: bool = False
     grid_name: str | None = None
     rho: float = 7.0
 
@@ -259,7 +277,8 @@ class Solver(abc.ABC):
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """The time grid of a run with ``steps`` intervals or within a budget of ``nfe`` score evaluations.
 
-        Give at most one of them; neither takes ``default_steps``. A budget buys nfe // nfe_per_step intervals.
+        Give at most one of them; neither takes ``default_steps``. A budget buys nfe // nfe_per_step intervals
+        (an ``adaptive`` solver keeps ``default_steps`` output intervals and spends the budget by its error control).
 
         Returns:
             Grid times T = t_0 > ... > t_N = eps, float64 of shape (N + 1,).
@@ -269,7 +288,8 @@ class Solver(abc.ABC):
         """
         check_steps_or_nfe(steps, nfe)
         if nfe is not None:
-            steps = steps_within(nfe, self.nfe_per_step, type(self).__name__)
+            bought = steps_for_budget(lambda k: k * self.nfe_per_step, nfe, type(self).__name__)
+            steps = None if self.adaptive else bought
         return self.grid(sde, self.default_steps if steps is None else steps, eps)
 
     def check(self, sde: SDE) -> None:
@@ -298,6 +318,32 @@ class Solver(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
+def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:
+    """Tweedie's formula: E[x_0 | x_t] = (x_t + s(t)^2 grad log p_t(x_t)) / m(t); one score evaluation.
+
+    At t = eps this is the final denoising step of NCSNv2 (Song & Ermon 2020) and of Song et al. 2021;
+    the division by m(eps) (= 1 for VE, 1 - O(eps) for VP) makes it the exact posterior mean.
+    """
+    m, s = float(sde.mean_scale(t)), float(sde.std(t))
+    time = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+    return (x + s**2 * score(x, time)) / m
+
+
+def nonfinite_error(name: str, i: int, t: list[float], at: float | None = None) -> NonFiniteError:
+    """The error for NaN or infinite values in step ``i`` of the grid ``t`` (i = N: the final denoising step).
+
+    The one wording of the package: :func:`integrate` raises it, and so does an adaptive method that meets
+    non-finite values inside its interval (``at``: the time of the first evaluation that gave them).
+    """
+    if i == len(t) - 1:
+        return NonFiniteError(f"the final denoising step at t={t[-1]:.6g} gave non-finite values; check the score")
+    first = "" if at is None else f", first at t={at:.6g}"
+    return NonFiniteError(
+        f"{name} produced non-finite values at step {i} of {len(t) - 1} (from t={t[i]:.6g} to t={t[i + 1]:.6g}"
+        f"{first}); check the score function and the step count"
+    )
+
+
 def integrate(
     solver: Solver,
     sde: SDE,
@@ -312,6 +358,7 @@ def integrate(
     nfe_budget: int | None = None,
     stats: dict[str, Any] | None = None,
     noise: NoiseSource | None = None,
+    denoise: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Walk the grid ``times`` with ``solver`` from the state ``x`` at ``times[0]``: the one integration loop.
 
@@ -336,9 +383,11 @@ def integrate(
             (:attr:`StepContext.nfe_budget`); ``score`` enforces it.
         stats: A dict that becomes :attr:`StepContext.stats` and receives the solver's per-run statistics.
         noise: The run's noise source (:attr:`StepContext.noise_source`); None: draws from ``generator``.
+        denoise: Finish with Tweedie's denoising step at ``times[-1]`` (:func:`tweedie_denoise`; one score call
+            outside the budget; not in the trajectory, which holds the grid states).
 
     Returns:
-        The state at ``times[-1]`` and the trajectory (or None).
+        The state at ``times[-1]`` (denoised with ``denoise``) and the trajectory (or None).
 
     Raises:
         NonFiniteError: if the state became NaN or infinite; names the first such step and time.
@@ -346,17 +395,16 @@ def integrate(
     coeffs = GridCoefficients.from_grid(sde, times)
     single = isinstance(x, Tensor)
     lead = x if single else x[0]
-    if trajectory and not single:
-        raise ValueError("trajectory=True needs a single state tensor, not an augmented tuple state")
+    if (trajectory or denoise) and not single:
+        raise ValueError("trajectory and denoise need a single state tensor, not an augmented tuple state")
     ctx = StepContext(sde, score, coeffs, times.to(dtype=lead.dtype, device=lead.device), lead.shape[0], generator,
                       nfe_budget)  # fmt: skip
     if stats is not None:
         ctx.stats = stats
     ctx.noise_source = noise
-    n = len(coeffs.dt)
     sums: list[Tensor] = []
     states = [x] if trajectory else None
-    steps: range | Any = range(n)
+    steps: range | Any = range(len(coeffs.dt))
     if progress:
         from tqdm.auto import tqdm
 
@@ -368,13 +416,13 @@ def integrate(
             states.append(x)
         if callback is not None:
             callback(i, coeffs.t[i + 1], x)
+    if denoise:
+        score.budget = None  # the final denoising call is outside the solve's budget
+        x = tweedie_denoise(sde, score, x, coeffs.t[-1])
+        sums.append(x.sum())
     ok = torch.isfinite(torch.stack(sums)) if sums else torch.ones(0, dtype=torch.bool)
     if not bool(ok.all()):
-        i = int((~ok).nonzero()[0])
-        raise NonFiniteError(
-            f"{type(solver).__name__} produced non-finite values at step {i} of {n} "
-            f"(from t={coeffs.t[i]:.6g} to t={coeffs.t[i + 1]:.6g}); check the score function and the step count"
-        )
+        raise nonfinite_error(type(solver).__name__, int((~ok).nonzero()[0]), coeffs.t)
     return x, (torch.stack(states) if states is not None else None)
 
 

@@ -69,7 +69,7 @@ def check_deterministic(solver: Solver) -> None:
     ok = isinstance(solver, (UniPC, DPMSolver, EDMHeun, ProbabilityFlowODE)) or (
         isinstance(solver, DDIM) and getattr(solver, "eta", 0.0) == 0.0
     )
-    if not ok or (isinstance(solver, ProbabilityFlowODE) and solver.spec.adaptive):
+    if not ok or solver.adaptive:
         raise ValueError(
             f"solver must be a deterministic fixed-grid solver (unipc, dpm_solver, dpm_solver2, dpm_solver3, ddim with "
             f"eta=0, edm_heun, ode with a fixed-step method), got {solver!r}; a stochastic sampler can walk a schedule "
@@ -192,13 +192,7 @@ def optimize_schedule(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if shape[0] < 2:
         raise ValueError(f"shape[0] (the number of pilots) must be >= 2: half fit, half check, got {shape[0]}")
-    used = [0]  # score evaluations summed over samples
-
-    def counted(x: Tensor, t: Tensor) -> Tensor:
-        used[0] += x.shape[0]
-        return score_fn(x, t)
-
-    score = CountingScore(counted)
+    score = CountingScore(score_fn)
     with torch.no_grad():
         x_T = sde.prior_sampling(tuple(shape), generator=generator, device=device, dtype=dtype)
         lam_ends = times_to_lam(sde, torch.tensor([sde.T, eps], dtype=torch.float64))
@@ -229,7 +223,7 @@ def optimize_schedule(
         nfe=nfe,
         eps=float(eps),
         pilots=int(shape[0]),
-        pilot_evaluations=used[0],
+        pilot_evaluations=score.rows,
         pilot_calls=score.calls,
         pilot_error=checked[chosen],
         default_error=checked["default"],

@@ -6,7 +6,6 @@ from conditioning_checks import SDES, fd_ratio, gaussian_problem
 
 import scoresde
 from scoresde.conditioning import RePaint, Replacement
-from scoresde.conditioning.methods import steps_for_budget
 
 METHODS = {
     "replacement_rd": dict(method="replacement", steps=20),
@@ -111,13 +110,6 @@ def test_nfe_budget_is_never_exceeded(spec, nfe):
     sde, y, mask = scoresde.VPSDE(), torch.randn(2, 4), torch.tensor([True, False, True, False])
     x, info = scoresde.inpaint(sde, lambda x, t: -x, y, mask, nfe=nfe, **spec)
     assert 0 < info.nfe <= nfe and info.extras["budget"] == nfe
-
-
-def test_steps_for_budget_is_the_largest_fitting_count():
-    assert steps_for_budget(lambda k: 3 * k + 1, 31) == 10
-    assert steps_for_budget(lambda k: k * k, 50) == 7
-    with pytest.raises(ValueError, match="nfe"):
-        steps_for_budget(lambda k: 10 * k, 5)
 
 
 def test_adaptive_ode_refuses_a_budget():

@@ -80,7 +80,7 @@ def test_default_filter_takes_its_particles_from_the_budget(problem):
     y = y0.expand(2, 12).clone()
     x, info = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=1000)
     assert info.extras["particles"] == 30 and info.extras["ensemble"] and info.steps == 26 and info.nfe == 992
-    assert info.extras["probe_calls"] == 7 * 26
+    assert info.extras["score_calls"] == 27 + 7 * 26  # 26 steps and the denoising on the particles, 7 probes a step
     _, small = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=100)
     assert small.extras["particles"] == 10 and small.nfe <= 100
     _, fixed = scoresde.inpaint(sde, g.score_fn(sde), y, mask, method="smc", nfe=1000, particles=12)

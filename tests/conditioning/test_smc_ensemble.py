@@ -82,7 +82,7 @@ def test_ensemble_options_and_evaluation_count():
                                ensemble=True, probes=2, nfe=100)  # fmt: skip
     steps = info.steps  # 5 (steps + 1) particle evaluations and 3 probes per step on one state
     assert info.nfe == 5 * (steps + 1) + 3 * steps <= 100 and 5 * (steps + 2) + 3 * (steps + 1) > 100
-    assert info.extras["probe_calls"] == 3 * steps and info.extras["ensemble"] and info.extras["probes"] == 2
+    assert info.extras["score_calls"] == 4 * steps + 1 and info.extras["probes"] == 2 and info.extras["ensemble"]
     torch.testing.assert_close(x[:, mask], y0.expand(3, 12)[:, mask].to(x.dtype))
 
 

@@ -13,11 +13,43 @@ DIAG = Gaussian(torch.tensor([1.0, -0.5]), std=torch.tensor([0.5, 0.2]))  # elem
 def test_dopri5_per_sample_solves_linear_odes_with_different_rates():
     """dy/dt = -k_b y per sample: exact e^{-k_b t}; stiffer samples take more steps, easy ones are not charged."""
     k = torch.tensor([0.1, 1.0, 10.0, 40.0], dtype=torch.float64)
-    res = dopri5_per_sample(lambda t, y, idx: (-k[idx] * y[0],), (torch.ones(4, dtype=torch.float64),), 0.0, 1.0,
-                            rtol=1e-8, atol=1e-10)  # fmt: skip
+    calls = []
+    res = dopri5_per_sample(lambda t, y, idx: calls.append(idx) or (-k[idx] * y[0],),
+                            (torch.ones(4, dtype=torch.float64),), 0.0, 1.0, rtol=1e-8, atol=1e-10)  # fmt: skip
     torch.testing.assert_close(res.y[0], torch.exp(-k), rtol=1e-6, atol=1e-9)
     nfe = res.nfe_per_sample.tolist()
-    assert nfe == sorted(nfe) and nfe[0] < nfe[-1] / 3 and res.calls == max(nfe)
+    assert nfe == sorted(nfe) and nfe[0] < nfe[-1] / 3 and len(calls) == max(nfe) and res.finite
+    assert nfe == [sum(int((i == b).sum()) for i in calls) for b in range(4)]  # rows evaluated per sample
+
+
+def test_dopri5_per_sample_stops_where_the_right_hand_side_breaks():
+    """dy/dt = -y, NaN below t = 0.5 for the second sample only, backwards from 1 to 0: the solve stops, that
+    sample's state is NaN, the others' are not."""
+
+    def f(t, y, idx):
+        return (torch.where((idx == 1) & (t < 0.5), float("nan"), -y[0]),)
+
+    res = dopri5_per_sample(f, (torch.ones(3, dtype=torch.float64),), 1.0, 0.0, rtol=1e-6, atol=1e-8)
+    assert not res.finite and bool(res.y[0][1].isnan()) and bool(res.y[0][[0, 2]].isfinite().all())
+
+
+def test_a_non_finite_score_names_the_first_bad_evaluation(sde):
+    """Sampling from T with a score that is NaN below t = 0.4: shared and per-sample steps name the time of the
+    first evaluation below 0.4 (recorded here), inside the one output interval."""
+    x_T = sde.prior_sampling((4, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    score, seen = DIAG.score_fn(sde), []
+
+    def bad(x, t):
+        seen.append(t)
+        return torch.where(t[:, None] < 0.4, float("nan"), score(x, t))
+
+    for per_sample in (False, True):
+        seen.clear()
+        with pytest.raises(scoresde.solvers.NonFiniteError, match=r"step 0 of 1 \(from t=1 to t=0.001, first") as err:
+            scoresde.sample(sde, bad, None, start=x_T, solver="ode", per_sample=per_sample, denoise=False)
+        at = float(str(err.value).split("first at t=")[1].split(")")[0])
+        first = next(t for t in seen if bool((t < 0.4).any()))
+        assert at == pytest.approx(float(first[first < 0.4].max()), rel=1e-5)
 
 
 def test_sampling_matches_the_exact_flow_map(sde):
@@ -48,7 +80,8 @@ def test_likelihood_matches_the_perfect_solver(sde):
     exact = data.ode_log_prob(sde, x, eps=1e-5)
     res = scoresde.log_likelihood(sde, data.score_fn(sde), x, per_sample=True)
     err = float(((res.logp - exact).abs() / 4).max())
-    batch_err = float(((scoresde.log_likelihood(sde, data.score_fn(sde), x).logp - exact).abs() / 4).max())
+    shared = scoresde.log_likelihood(sde, data.score_fn(sde), x, per_sample=False).logp
+    batch_err = float(((shared - exact).abs() / 4).max())
     assert err < 5e-5 and err < 2 * batch_err
     assert res.nfe_per_sample.shape == (32,) and res.nfe == int(res.nfe_per_sample.max())
 

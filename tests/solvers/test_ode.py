@@ -38,6 +38,16 @@ def test_dopri5_reproduces_the_exact_flow_map(sde, event_shape):
     assert info.steps == 1 and info.nfe > 10
 
 
+@pytest.mark.parametrize("method", ["bosh3", "fehlberg2", "adaptive_heun"])
+def test_every_adaptive_method_reproduces_the_exact_flow_map(method):
+    """The other adaptive methods of ODE_METHODS (shared by sampling, encoding and the likelihood) on the 2-D case."""
+    sde = scoresde.VPSDE()
+    x_T = _start(DATA, sde, n=16)
+    x, info = _ode(DATA, sde, x_T, method=method, rtol=1e-7, atol=1e-7)
+    assert float((x - DATA.flow(sde, x_T, sde.T, EPS)).abs().max()) < 1e-4 and info.nfe > 10
+    assert ProbabilityFlowODE(method).adaptive
+
+
 @pytest.mark.parametrize(
     "method, steps",
     [
