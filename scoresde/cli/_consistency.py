@@ -8,6 +8,7 @@ a score checkpoint (file or run directory) or ``oracle`` (the exact score of an 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from .._instantiate import instantiate
 from ..consistency import OUTPUTS
-from ..consistency.build import build_consistency_model, resolve_output
+from ..consistency.build import build_consistency_model, resolve_output, resolve_sigma_data
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger("scoresde.train")
@@ -72,6 +73,12 @@ def validate_consistency(c: dict[str, Any]) -> None:
         raise ValueError(f"consistency.output must be one of auto, {', '.join(OUTPUTS)}; got {block.get('output')!r}")
     if not isinstance(block.get("init_from_teacher", True), bool):
         raise ValueError(f"consistency.init_from_teacher must be true or false, got {block['init_from_teacher']!r}")
+    for key in ("sigma_data", "input_sigma_data"):
+        value = block.get(key, "auto")
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value) or value <= 0):  # fmt: skip
+            raise ValueError(f"consistency.{key} must be auto (the teacher's, else measured from the training data) "
+                             f"or a positive finite number, got {value!r}")  # fmt: skip
     steps = block.get("sample_steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"consistency.sample_steps must be an integer >= 1, got {steps!r}")
@@ -98,15 +105,20 @@ def student_config(c: dict[str, Any], teacher: Checkpoint | None) -> bool:
     return init and same_net
 
 
-def build_student(c: dict[str, Any], sde, event_shape, device) -> tuple[nn.Module, Any]:
-    """The student and the teacher's score (or None); ``c`` gets the resolved ``consistency.output``."""
+def build_student(c: dict[str, Any], sde, event_shape, device, data) -> tuple[nn.Module, Any]:
+    """The student and the teacher's score (or None); ``c`` gets the resolved ``consistency`` block (output,
+    sigma_data and input_sigma_data: the teacher's, or measured from the training ``data``), which the
+    checkpoints store."""
     teacher = load_teacher(c, device)
     init = student_config(c, teacher)
+    resolve_sigma_data(c["consistency"], teacher.model if teacher is not None else None, init, data)
     model = build_consistency_model(c["model"], c["consistency"], sde, event_shape).to(device)
+    block = c["consistency"]
     if init:
         model.net.load_state_dict(teacher.model.net.state_dict())
-        log.info("student starts from the teacher's EMA weights (%s, output=%s)", teacher.path,
-                 c["consistency"]["output"])  # fmt: skip
+        log.info("student starts from the teacher's EMA weights (%s, output=%s)", teacher.path, block["output"])
+    log.info("student: sigma_data=%.4g (c_skip, c_out), c_in = 1 / sqrt(s^2 + m^2 %.4g^2)",
+             model.sigma_data, model.input_sigma_data)  # fmt: skip
     if c.get("teacher") == "oracle":
         return model, instantiate(c["data"]["dataset"]).oracle.score_fn(sde)
     return model, teacher.model if teacher is not None else None

@@ -88,7 +88,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         config["model"]["sigma_data"] = measure_sigma_data(dataset.train)
     teacher = None
     if is_consistency_run(config):  # train=consistency_*: a student ConsistencyModel, its teacher's score
-        model, teacher = build_student(config, sde, dataset.event_shape, runtime.device)
+        model, teacher = build_student(config, sde, dataset.event_shape, runtime.device, dataset.train)
     else:
         model = build_score_model(config["model"], sde, dataset.event_shape).to(runtime.device)
     train_config = instantiate(config["train"])

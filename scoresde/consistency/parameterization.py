@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
 from .._validation import check_callable, check_sde
-from ..models.parameterization import TIME_INPUTS, LogSigmaTime
+from ..models.parameterization import TIME_INPUTS, LogSigmaTime, check_sigma_data, edm_input_scale
 from ..sde import SDE
 
 
@@ -81,20 +81,26 @@ OUTPUTS = ("edm", "eps", "x0")
 class ConsistencyModel(nn.Module):
     """A network wrapped into a consistency function ``forward(x, t) -> x_eps`` for a given SDE and end time eps.
 
-    The network is called as ``net(c_in * x, c)`` exactly as :class:`scoresde.models.ScoreModel` calls it (c_in =
-    1 / sqrt(m^2 + s^2), c the same time input: (num_levels - 1) t / T, or EDM's ln(sigma) / 4), so a score
-    network's weights fit a student of the same architecture (consistency distillation and tuning start from them).
+    The network is called as ``net(c_in * x, c)`` exactly as :class:`scoresde.models.ScoreModel` calls it: c_in =
+    1 / sqrt(s^2 + m^2 sd_in^2) (EDM's c_in, :func:`~scoresde.models.parameterization.edm_input_scale`) and c the
+    same time input ((num_levels - 1) t / T, or EDM's ln(sigma) / 4). With sd_in and the time input of the teacher,
+    the student's network sees exactly what the teacher's network saw at every t, so a score network's weights fit
+    a student of the same architecture (consistency distillation and tuning start from them); with an EDM teacher's
+    sigma_data also in c_skip, c_out, f(x, t) at sigma >> sigma_data is m(eps) times the teacher's denoiser.
 
     Args:
         net: A network ``net(x, time_input)`` returning a tensor of x's shape.
         sde: The forward SDE whose probability-flow ODE the function inverts.
         eps: The end time, where f(x, eps) = x; sampling uses it as the grid's last time.
         output: ``"edm"`` (default, the paper's), ``"eps"`` or ``"x0"``; see the module docstring.
-        sigma_data: Data scale in c_skip, c_out (paper: 0.5 for images in [-1, 1]).
+        sigma_data: The data's standard deviation, in c_skip, c_out and (by default) c_in (paper: 0.5 for images
+            in [-1, 1]; the CLI takes the teacher's, or measures it from the data).
+        input_sigma_data: sd_in of c_in, if not ``sigma_data``: the teacher's c_in rule where they differ (1.0 for
+            a ScoreModel without sigma_data, and for consistency checkpoints written before sd_in existed).
         num_levels: The network's time scale [0, num_levels - 1] (as ScoreModel's).
         time_input: ``"continuous"`` (c = (num_levels - 1) t / T, default) or ``"log_sigma"`` (EDM's
             c_noise = ln(sigma(t)) / 4): the teacher's, so that its weights mean the same.
-        scale_input: Whether to divide x by sqrt(m(t)^2 + s(t)^2) before the network.
+        scale_input: Whether to multiply x by c_in before the network (else c_in = 1).
 
     Shapes: x (B, *event_shape), t a float or a (B,) tensor in [eps, T]; returns (B, *event_shape) in x's dtype.
     """
@@ -109,6 +115,7 @@ class ConsistencyModel(nn.Module):
         eps: float = 1e-3,
         output: str = "edm",
         sigma_data: float = 0.5,
+        input_sigma_data: float | None = None,
         num_levels: int = 1000,
         scale_input: bool = True,
         time_input: str = "continuous",
@@ -120,8 +127,13 @@ class ConsistencyModel(nn.Module):
             raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
-        if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float)) or not sigma_data > 0:
-            raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
+        sigma_data = check_sigma_data(sigma_data)
+        if input_sigma_data is not None:
+            try:
+                input_sigma_data = check_sigma_data(input_sigma_data)
+            except ValueError:
+                raise ValueError(f"input_sigma_data must be a positive finite number or None (sigma_data's), got "
+                                 f"{input_sigma_data!r}") from None  # fmt: skip
         if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
             raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
         if time_input not in ("continuous", "log_sigma"):
@@ -131,12 +143,14 @@ class ConsistencyModel(nn.Module):
         if isinstance(self._time, LogSigmaTime):
             self._time.bind(sde)
         self.net, self.sde, self.eps, self.output = net, sde, float(eps), output
-        self.sigma_data, self.num_levels, self.scale_input = float(sigma_data), num_levels, bool(scale_input)
+        self.sigma_data, self.num_levels, self.scale_input = sigma_data, num_levels, bool(scale_input)
+        self.input_sigma_data = sigma_data if input_sigma_data is None else input_sigma_data
         self._output = {"edm": EDMOutput(self.sigma_data), "eps": EpsOutput(), "x0": X0Output(self.sigma_data)}[output]
 
     def extra_repr(self) -> str:
         return (
-            f"sde={self.sde!r}, eps={self.eps}, output={self.output!r}, sigma_data={self.sigma_data}, "
+            f"sde={self.sde!r}, eps={self.eps}, output={self.output!r}, sigma_data={self.sigma_data:.4g}, "
+            f"input_sigma_data={self.input_sigma_data:.4g}, "
             f"num_levels={self.num_levels}, scale_input={self.scale_input}, time_input={self.time_input!r}"
         )
 
@@ -150,6 +164,17 @@ class ConsistencyModel(nn.Module):
         """K of a label-conditional network, None for an unconditional one."""
         return getattr(self.net, "num_classes", None)
 
+    def net_time(self, t: Tensor) -> Tensor:
+        """The time input the network receives for times t of shape (B,) (the teacher's rule)."""
+        return self._time(t, self.sde.T)
+
+    def input_scale(self, t: Tensor) -> Tensor:
+        """c_in(t) of shape (B,): 1 / sqrt(s^2 + m^2 input_sigma_data^2), or ones without ``scale_input``."""
+        return self._input_scale(self.sde.mean_scale(t), self.sde.std(t))
+
+    def _input_scale(self, m: Tensor, s: Tensor) -> Tensor:
+        return edm_input_scale(m, s, self.input_sigma_data) if self.scale_input else torch.ones_like(m)
+
     def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
         """f(x, t): the estimate of the trajectory's point at eps, shape of x (f(x, eps) = x exactly)."""
         t = batch_time(t, x)
@@ -157,8 +182,7 @@ class ConsistencyModel(nn.Module):
         t_eps = torch.full_like(t, self.eps)  # m(eps), sigma(eps) by the same expressions as at t, so that
         m_eps, s_eps = self.sde.mean_scale(t_eps), self.sde.std(t_eps)  # at t = eps the ratios are exactly 1, 0
         c_skip, c_out = self._output.coefficients(s / m, s_eps / m_eps)
-        c_in = torch.rsqrt(m**2 + s**2) if self.scale_input else torch.ones_like(m)
-        x_in, c = append_dims(c_in, x.ndim) * x, self._time(t, self.sde.T)
+        x_in, c = append_dims(self._input_scale(m, s), x.ndim) * x, self.net_time(t)
         param = next(self.net.parameters(), None) if isinstance(self.net, nn.Module) else None
         if param is not None and param.is_floating_point() and param.dtype != x.dtype:
             x_in, c = x_in.to(param.dtype), c.to(param.dtype)

@@ -128,6 +128,18 @@ def check_sigma_data(value: object) -> float:
     return float(value)
 
 
+def edm_input_scale(m: Tensor, s: Tensor, sigma_data: float | Tensor | None) -> Tensor:
+    """EDM's c_in of x^ = x / m written for x: 1 / sqrt(s^2 + m^2 sigma_data^2), with 1 for a None sigma_data.
+
+    The one input scaling of every network wrapper (:class:`ScoreModel`, and the consistency student, which must
+    feed its network what its teacher's network saw). m, s: (B,) tensors; returns (B,) in their dtype.
+    """
+    if sigma_data is None:
+        return torch.rsqrt(s**2 + m**2 * 1.0)
+    sd = sigma_data if isinstance(sigma_data, Tensor) else torch.tensor(float(sigma_data), dtype=torch.float64)
+    return torch.rsqrt(s**2 + m**2 * sd.to(m) ** 2)
+
+
 class TimeInput(abc.ABC):
     """How the time t in [0, T] is presented to the network: a (B,) float tensor in [0, num_levels - 1]."""
 
@@ -264,14 +276,12 @@ class ScoreModel(nn.Module):
         return self._time(t, self.sde.T)
 
     def input_scale(self, t: Tensor) -> Tensor:
-        """c_in(t) of shape (B,): 1 / sqrt(m^2 + s^2), or ones without ``scale_input``."""
+        """c_in(t) of shape (B,): 1 / sqrt(s^2 + m^2 sigma_data^2) (sigma_data 1 if None), or ones without
+        ``scale_input``."""
         return self._input_scale(self.sde.mean_scale(t), self.sde.std(t))
 
     def _input_scale(self, m: Tensor, s: Tensor) -> Tensor:
-        if not self.scale_input:
-            return torch.ones_like(m)
-        sd2 = 1.0 if self.sigma_data is None else self.sigma_data.to(m) ** 2
-        return torch.rsqrt(s**2 + m**2 * sd2)
+        return edm_input_scale(m, s, self.sigma_data) if self.scale_input else torch.ones_like(m)
 
     def _converter(self, like: Tensor) -> Prediction:
         if self.prediction == "edm":

@@ -18,6 +18,7 @@ import scoresde
 from scoresde.cli._runtime import CONF_DIR
 from scoresde.cli._settings import validate_train
 from scoresde.consistency import ConsistencyModel
+from scoresde.models.parameterization import measure_sigma_data
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data=gaussian", "data.dataset.n_train=256", "data.dataset.n_test=32", "model=mlp", "model.net.width=16",
@@ -55,6 +56,10 @@ def test_distillation_from_a_checkpoint_then_sampling(teacher, tmp_path):
     assert (run / "samples_final.png").exists()
     log = (run / "train.log").read_text()
     assert "starts from the teacher's EMA weights" in log and "no test likelihood" in log
+    # the student takes the teacher's sigma_data (its checkpoint's) in c_skip, c_out and c_in, stored in its own
+    teacher_sd = float(scoresde.load_checkpoint(teacher).model.sigma_data)
+    assert ckpt.config["consistency"]["sigma_data"] == ckpt.config["consistency"]["input_sigma_data"] == teacher_sd
+    assert ckpt.model.sigma_data == ckpt.model.input_sigma_data == teacher_sd
     out = tmp_path / "samples"
     _cli("scoresde.sample", f"ckpt={run}", "steps=1", "n=50", "progress=false", f"hydra.run.dir={out}",
          cwd=tmp_path)  # fmt: skip
@@ -90,6 +95,9 @@ def test_training_and_tuning_run(teacher, tmp_path, train):
     _cli("scoresde.train", *TINY, f"train={train}", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     ckpt = scoresde.load_checkpoint(tmp_path / "run")
     assert ckpt.model.output == "edm"
+    if train == "consistency_training":  # no teacher: sigma_data measured from the training data
+        measured = measure_sigma_data(ckpt.load_dataset().train)
+        assert ckpt.model.sigma_data == ckpt.model.input_sigma_data == measured
     x, info = scoresde.sample(ckpt.sde, ckpt.model, (5, 2), solver="consistency", steps=2)
     assert info.nfe == 2 and torch.isfinite(x).all()
 
@@ -116,6 +124,8 @@ def _config(*overrides):
         (["train=consistency_distillation", "teacher=oracle", "consistency.output=score"], "consistency.output"),
         (["train=consistency_distillation", "teacher=oracle", "train.objective.solver=pc"], "deterministic"),
         (["train=consistency_training", "consistency.sample_steps=0"], "consistency.sample_steps"),
+        (["train=consistency_training", "consistency.sigma_data=-1"], "consistency.sigma_data"),
+        (["train=consistency_training", "consistency.input_sigma_data=big"], "consistency.input_sigma_data"),
     ],
 )
 def test_bad_settings_are_refused_by_the_preflight(args, message):
@@ -155,3 +165,28 @@ def test_inpainting_task_with_a_consistency_checkpoint(tmp_path):
     _cli("scoresde.sample", f"ckpt={tmp_path / 'cm'}", "task=inpaint", "task.method=consistency", "n=2",
          "task.samples=2", "steps=2", "progress=false", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
     assert (tmp_path / "s" / "inpaint_half.png").exists()
+
+
+def test_a_checkpoint_of_the_earlier_rule_loads_as_it_was_trained(teacher, tmp_path):
+    """A consistency checkpoint written before input_sigma_data (block: sigma_data 0.5, no input_sigma_data) loads
+    with the rule it was trained with, f = c_skip(0.5) (m(eps) / m) x + c_out(0.5) m(eps) F(x / sqrt(m^2 + s^2)),
+    so it samples as before."""
+    from scoresde.consistency.parameterization import EDMOutput
+
+    run = tmp_path / "cd"
+    _cli("scoresde.train", *TINY, "train=consistency_distillation", f"teacher={teacher}", "train.steps=3",
+         f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    path = sorted((run / "checkpoints").glob("ckpt_*.pt"))[-1]
+    state = torch.load(path, weights_only=False)
+    state["config"]["consistency"]["sigma_data"] = 0.5
+    del state["config"]["consistency"]["input_sigma_data"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    model = scoresde.load_checkpoint(old).model
+    assert model.sigma_data == 0.5 and model.input_sigma_data == 1.0
+    sde, x, t = model.sde, torch.randn(7, 2), torch.linspace(0.01, 1.0, 7)
+    m, s, m_eps = sde.mean_scale(t), sde.std(t), sde.mean_scale(torch.full_like(t, 1e-3))
+    c_skip, c_out = EDMOutput(0.5).coefficients(s / m, sde.std(torch.full_like(t, 1e-3)) / m_eps)
+    with torch.no_grad():
+        out = model.net(x * torch.rsqrt(m**2 + s**2)[:, None], model.net_time(t))
+        torch.testing.assert_close(model(x, t), (c_skip * m_eps / m)[:, None] * x + (c_out * m_eps)[:, None] * out)
