@@ -18,7 +18,6 @@ import scoresde
 from scoresde.cli._runtime import CONF_DIR
 from scoresde.cli._settings import validate_train
 from scoresde.consistency import ConsistencyModel
-from scoresde.models.parameterization import measure_sigma_data
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data=gaussian", "data.dataset.n_train=256", "data.dataset.n_test=32", "model=mlp", "model.net.width=16",
@@ -95,9 +94,8 @@ def test_training_and_tuning_run(teacher, tmp_path, train):
     _cli("scoresde.train", *TINY, f"train={train}", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     ckpt = scoresde.load_checkpoint(tmp_path / "run")
     assert ckpt.model.output == "edm"
-    if train == "consistency_training":  # no teacher: sigma_data measured from the training data
-        measured = measure_sigma_data(ckpt.load_dataset().train)
-        assert ckpt.model.sigma_data == ckpt.model.input_sigma_data == measured
+    if train == "consistency_training":  # no teacher: the paper's sigma_data 0.5 and c_in = 1/sqrt(s^2 + m^2)
+        assert ckpt.model.sigma_data == 0.5 and ckpt.model.input_sigma_data == 1.0
     x, info = scoresde.sample(ckpt.sde, ckpt.model, (5, 2), solver="consistency", steps=2)
     assert info.nfe == 2 and torch.isfinite(x).all()
 
