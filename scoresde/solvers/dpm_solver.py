@@ -113,17 +113,21 @@ class DPMSolver(ExponentialIntegrator):
         return self.grid(sde, nfe, eps)[list(accumulate(orders, initial=0))]
 
     def variants(self, steps: int) -> list[DPMSolver]:
-        """Itself, then each prediction (DPM-Solver and DPM-Solver++) and, multistep, order 2 and 3 (2M / 3M); the
-        other options kept. Single-step orders change the grid's length under a budget and are not varied, nor are
-        the fixed-setting subclasses DPMSolver2 / DPMSolver3."""
+        """Itself, then each prediction (DPM-Solver and DPM-Solver++) and, multistep, order 2 and 3 (2M / 3M) with
+        and without lower-order final steps (their code's default is with); ``solver_type`` kept. Single-step orders
+        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3."""
         if type(self) is not DPMSolver:
             return [self]
-        orders = sorted({self.order, 2, 3}) if self.method == "multistep" else [self.order]
+        multi = self.method == "multistep"
+        orders = sorted({self.order, 2, 3}) if multi else [self.order]
+        finals = (False, True) if multi else (self.lower_order_final,)
+        own = (self.order, self.prediction, self.lower_order_final)
         out = [self]
-        for order, prediction in product(orders, PREDICTIONS):
-            if (order, prediction) != (self.order, self.prediction):
-                out.append(DPMSolver(order, prediction, self.method, self.lower_order_final, self.solver_type,
-                                     grid=self.grid_name, rho=self.rho))  # fmt: skip
+        for option in product(orders, PREDICTIONS, finals):
+            if option != own:
+                order, prediction, final = option
+                out.append(DPMSolver(order, prediction, self.method, final, self.solver_type, grid=self.grid_name,
+                                     rho=self.rho))  # fmt: skip
         return out
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:

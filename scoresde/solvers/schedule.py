@@ -41,13 +41,11 @@ from ..sde import SDE, ScoreFn
 from . import grids
 from .base import CountingScore, Solver, integrate
 from .schedule_file import Schedule, solver_name
-from .schedule_search import Pilots, descend, halving, halving_runs
+from .schedule_search import Pilots, halving_runs, search
 from .unipc import UniPC
 
 STARTS = ("log_snr", "karras", "quadratic", "uniform", "logistic")
 """The published grids every variant is also tried on, beside the dynamic programme's and its own default."""
-FINALISTS = 2
-"""Runs the check half may need: the descent's grid and the solver as given on its default grid (reported)."""
 RUN_EVALUATIONS = 50_000
 """``budget`` defaults to a tenth of the score evaluations of a run of this many samples (an FID run's)."""
 
@@ -230,7 +228,7 @@ def optimize_schedule(
     predictions = sorted({getattr(v, "prediction", "data") for v in options})
     most = len(options) * (len(predictions) + 1 + len(STARTS))  # candidates: at most every variant on every start
     teach = pilots_n * fine * teacher_refine
-    fixed = teach + (halving_runs(most, pilots_n) + FINALISTS * (pilots_n - half)) * nfe
+    fixed = teach + (halving_runs(most, pilots_n) + 2 * (pilots_n - half)) * nfe
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < fixed:
         raise ValueError(
             f"budget must be an integer >= {fixed} (the teacher's {teach} score evaluations and {fixed - teach} for "
@@ -260,44 +258,22 @@ def optimize_schedule(
                 if not any(torch.equal(times, other) for other in seen):  # e.g. UniPC's default is "logistic"
                     seen.append(times)
                     candidates[(i, name)] = (variant, times)
-        everyone, fit, check = torch.arange(pilots_n), torch.arange(half), torch.arange(half, pilots_n)
-        ranked = halving(pilots, candidates, everyone)  # no candidate is fitted yet: all pilots choose
-        key = ranked[0][1]
-        variant, start_times = candidates[key]
-
-        def objective(lam: Tensor, rows: Tensor = fit) -> float:
-            return pilots.mean(("descent", *lam.tolist()), variant, lam_to_times(sde, lam, eps), rows)
-
-        fit_start = pilots.mean(key, variant, start_times, fit)
-        lam, fit_descent = descend(objective, times_to_lam(sde, start_times), fit_start, sweeps,
-                                   lambda: pilots.affordable(len(fit), FINALISTS * len(check) * nfe))  # fmt: skip
-        # the check half decides whether the descent, fitted to the first half, beats its start
-        finalists = {"descent": (variant, lam_to_times(sde, lam, eps)), "start": (variant, start_times)}
-        checked = {"descent": objective(lam, check), "start": pilots.mean(key, variant, start_times, check)}
-        chosen = min(checked, key=checked.get)
-        default_error = pilots.mean((0, "default"), solver, default, check)
+        found = search(pilots, candidates, half, sweeps, lambda lam: lam_to_times(sde, lam, eps),
+                       lambda t: times_to_lam(sde, t))  # fmt: skip
+        default_error = pilots.mean((0, "default"), solver, default, torch.arange(half, pilots_n))
         assert used[0] <= budget, (used[0], budget)
-    chosen_solver, times = finalists[chosen]
     return Schedule(
-        times=times,
+        times=found.times,
         solver=solver_name(solver),
-        options=chosen_solver.describe(),
+        options=found.solver.describe(),
         nfe=nfe,
         eps=float(eps),
         pilots=pilots_n,
         pilot_evaluations=used[0],
         pilot_calls=score.calls,
-        pilot_error=checked[chosen],
+        pilot_error=found.check_error,
         default_error=default_error,
-        start=key[1],
+        start=found.start,
         requested=solver.describe(),
-        extra={
-            "chosen": chosen,
-            "candidates": len(candidates),
-            "budget": budget,
-            "fit_start": fit_start,
-            "fit_descent": fit_descent,
-            "check_start": checked["start"],
-            "check_descent": checked["descent"],
-        },
+        extra={"chosen": found.chosen, "candidates": len(candidates), "budget": budget, "arms": found.arms},
     )

@@ -10,7 +10,10 @@ pilot, so a candidate measured on a few pilots is extended, never rerun. Three s
   log-SNRs of the best pair's grid: each lambda_k moves a fraction of the gap towards a neighbour, the fraction
   doubling (up to 1/2) after a success and halving after a failure in both directions, until every fraction is
   below ``tol``, the sweeps are done, or the next run would overspend;
-* the check in :func:`~.schedule.optimize_schedule`: the finalists on the other half of the pilots.
+* :func:`search` strings them together: halving on every pilot (no candidate is fitted yet), descents on the
+  first half of the pilots from the best candidate of each of the ARMS best variants, halved (rate 2) with the
+  descent's runs as the resource, and the check of the last one against its start and the best start on the
+  other half of the pilots.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from .base import CountingScore, Solver, integrate
 
 HALVING_RATE = 4
 """Successive halving keeps 1 / HALVING_RATE of the candidates and gives them HALVING_RATE times the pilots."""
+ARMS = 4
+"""Descents start from the best candidate of this many different variants; halving (rate 2) keeps one."""
 
 
 @dataclass
@@ -101,28 +106,122 @@ def halving_runs(candidates: int, fit: int) -> int:
         candidates, done, rows = max(1, math.ceil(candidates / HALVING_RATE)), rows, min(fit, rows * HALVING_RATE)
 
 
+class Compass:
+    """Compass search on the interior entries of ``lam`` (the ends stay), resumable: :meth:`run` stops when the
+    budget it is given runs out and the next call goes on where it stopped.
+
+    Args:
+        objective: lam -> the value to lower.
+        lam: The start, shape (N + 1,).
+        best: The objective at the start.
+        tol: A coordinate whose step fraction falls below it is done.
+    """
+
+    def __init__(self, objective: Callable[[Tensor], float], lam: Tensor, best: float, tol: float = 1 / 64) -> None:
+        self.objective, self.lam, self.best, self.tol = objective, lam, best, tol
+        self.frac = torch.full((len(lam),), 0.5, dtype=torch.float64)
+        self.k, self.sweeps = 1, 0
+
+    @property
+    def converged(self) -> bool:
+        return bool((self.frac[1:-1] < self.tol).all())
+
+    def run(self, sweeps: int, can_afford: Callable[[], bool]) -> None:
+        """Go on until ``sweeps`` sweeps are done, every step fraction is below ``tol``, or a run is unaffordable."""
+        while self.sweeps < sweeps and not self.converged:
+            while self.k < len(self.lam) - 1:
+                k = self.k
+                if self.frac[k] >= self.tol:
+                    for nb in (k - 1, k + 1):
+                        if not can_afford():
+                            return
+                        cand = self.lam.clone()
+                        cand[k] = self.lam[k] + self.frac[k] * (self.lam[nb] - self.lam[k])
+                        err = self.objective(cand)
+                        if err < self.best:
+                            self.lam, self.best = cand, err
+                            self.frac[k] = min(0.5, 2 * float(self.frac[k]))
+                            break
+                    else:
+                        self.frac[k] /= 2
+                self.k += 1
+            self.k, self.sweeps = 1, self.sweeps + 1
+
+
 def descend(
     objective: Callable[[Tensor], float], lam: Tensor, best: float, sweeps: int, can_afford: Callable[[], bool],
     tol: float = 1 / 64,
 ) -> tuple[Tensor, float]:  # fmt: skip
-    """Compass search on the interior entries of ``lam`` (the ends stay); returns the best lam and its objective."""
-    frac = torch.full((len(lam),), 0.5, dtype=torch.float64)
-    for _ in range(sweeps):
-        for k in range(1, len(lam) - 1):
-            if frac[k] < tol:
-                continue
-            for nb in (k - 1, k + 1):
-                if not can_afford():
-                    return lam, best
-                cand = lam.clone()
-                cand[k] = lam[k] + frac[k] * (lam[nb] - lam[k])
-                err = objective(cand)
-                if err < best:
-                    lam, best = cand, err
-                    frac[k] = min(0.5, 2 * float(frac[k]))
-                    break
-            else:
-                frac[k] /= 2
-        if bool((frac[1:-1] < tol).all()):
-            break
-    return lam, best
+    """Compass search from ``lam``; returns the best lam and its objective."""
+    compass = Compass(objective, lam, best, tol)
+    compass.run(sweeps, can_afford)
+    return compass.lam, compass.best
+
+
+@dataclass(frozen=True)
+class Found:
+    """The search's result: the solver variant and grid, where it came from, and its error on the check half."""
+
+    solver: Solver
+    times: Tensor
+    start: str
+    chosen: str
+    check_error: float
+    arms: list[dict]
+
+
+def search(
+    pilots: Pilots,
+    candidates: dict[tuple, tuple[Solver, Tensor]],
+    half: int,
+    sweeps: int,
+    to_times: Callable[[Tensor], Tensor],
+    to_lam: Callable[[Tensor], Tensor],
+) -> Found:
+    """Halving on every pilot, descents on the first ``half`` from the best candidates of the ARMS best variants
+    (successive halving again, rate 2, the descent's runs as the resource), and the check on the rest.
+
+    Args:
+        pilots: The pilot problem.
+        candidates: (variant index, start name) -> (solver, times).
+        half: Pilots 0..half-1 fit the descents, the others check them.
+        sweeps: Most compass-search sweeps per descent.
+        to_times, to_lam: The maps between grid times and log-SNRs.
+    """
+    n = len(pilots.x_T)
+    fit, check = torch.arange(half), torch.arange(half, n)
+    ranked = halving(pilots, candidates, torch.arange(n))  # no candidate is fitted yet: every pilot chooses
+    keys: list[tuple] = []
+    for _, key in ranked:
+        if len(keys) < ARMS and all(key[0] != k[0] for k in keys):
+            keys.append(key)
+    arms = []
+    for key in keys:
+        solver, start = candidates[key]
+
+        def objective(lam: Tensor, rows: Tensor = fit, solver: Solver = solver, vi: int = key[0]) -> float:
+            return pilots.mean(("descent", vi, *lam.tolist()), solver, to_times(lam), rows)
+
+        arms.append((key, objective, Compass(objective, to_lam(start), pilots.mean(key, solver, start, fit))))
+    reserve = 2 * len(check) * pilots.nfe  # the check of the last descent and of the default grid
+    rounds = math.ceil(math.log2(len(arms))) + 1
+    alive = list(arms)
+    for r in range(rounds):
+        share = (pilots.budget - reserve - pilots.used[0]) / (rounds - r) / len(alive)  # this round's, per arm
+        for _, _, compass in alive:
+            cap = pilots.used[0] + share
+            compass.run(sweeps, lambda cap=cap: pilots.used[0] + len(fit) * pilots.nfe <= cap)
+        alive = sorted(alive, key=lambda arm: arm[2].best)[: max(1, len(alive) // 2)]
+    key, objective, compass = alive[0]
+    solver, start = candidates[key]
+    first = ranked[0][1]
+    finalists = {
+        "descent": (solver, to_times(compass.lam), key[1], objective(compass.lam, check)),
+        "start": (solver, start, key[1], pilots.mean(key, solver, start, check)),
+        "best start": (*candidates[first], first[1], pilots.mean(first, *candidates[first], check)),
+    }
+    best = min(finalists, key=lambda k: finalists[k][3])
+    solver, times, start, error = finalists[best]
+    report = [{"options": candidates[k][0].describe(), "start": k[1], "fit": c.best, "sweeps": c.sweeps}
+              for k, _, c in arms]  # fmt: skip
+    return Found(solver, times, start, best, error, report)
