@@ -1,33 +1,33 @@
 """Time schedules optimised for the model at hand: the grid (and the solver's variant) on which one solver, at one
 budget, best reproduces the model's own probability-flow ODE.
 
-:func:`optimize_schedule` works in four stages, all on a batch of *pilot* starts x_T drawn from the prior, whose
-first half *fits* and second half *checks*:
+:func:`optimize_schedule` works in four stages, all on a batch of *pilot* starts x_T drawn from the prior:
 
 1. **Teacher.** A high-accuracy solve of the model's probability-flow ODE (UniPC-3, B(h) = e^h - 1, on a grid
    ``teacher_refine`` times finer than a *fine grid* of ``fine`` intervals uniform in lambda = -log sigma) gives
    the teacher states x*_k at every fine-grid time and the endpoint x*(eps). Its own score evaluations at the fine
-   times are kept for stage 2, which therefore costs nothing.
+   times (at its predictor's state, within a corrector of x*_k) are kept for stage 2, which costs nothing more.
 2. **Dynamic programming over the fine grid** (GITS, Chen et al. 2024, "On the Trajectory Regularity of ODE-based
    Diffusion Sampling", Alg. 1): the cost of a jump from fine time j to k is the mean squared error of one first-order
    exponential step (DDIM in data or noise prediction) from the teacher at j, against x*_k, carried to the end by
    the ratio of the population's spreads std(x*(eps)) / std(x*_k) (a linearised, isotropic error transport: without it
    VE errors at sigma ~ 50 would dominate). The cheapest path of exactly N jumps from T to eps is a start grid.
-3. **Search** (:mod:`.schedule_search`) on the fit half, by running the solver itself, so multistep history, order
-   switching and correctors are all in the objective. The candidates are the solver's *variants*
-   (:meth:`Solver.variants`: for UniPC each prediction, B(h) and order 2 or 3; for multistep DPM-Solver each
-   prediction and order 2 or 3; the options that change its accuracy and not its cost; ``variants=False``: the
-   solver as given) on each start grid (the dynamic programme's, the variant's default and the published grids of
-   :data:`STARTS`). Successive halving narrows them to the best; compass search then moves the interior times of
-   its grid in lambda while the mean squared endpoint error against the teacher falls.
-4. **Check.** On the second half of the pilots the descent's result, its start, the runner-up and the solver as
-   given on its default grid are scored once more and the best is returned, so a grid fitted to a few pilots (a
-   mixture's mode boundaries) does not replace a better one.
+3. **Candidates.** The solver's *variants* (:meth:`Solver.variants`, the options that change its accuracy and not
+   its cost: for UniPC each prediction, B(h) and order 2 or 3; for multistep DPM-Solver each prediction, order 2 or
+   3 and with or without lower-order final steps; ``variants=False``: the solver as given) on each start grid (the
+   dynamic programmes', the variant's default and the published grids of :data:`STARTS`), scored by running them,
+   so multistep history, order switching and correctors are all in the objective: the mean squared endpoint error
+   against the teacher.
+4. **Search** (:mod:`.schedule_search`): successive halving picks the best candidates on every pilot; compass
+   search moves the interior times (in lambda) of the best candidate of each of the four best variants on the
+   first half of the pilots, halving these descents as they go; the second half of the pilots then chooses between
+   the last descent, its start and the best start, so a grid fitted to a few pilots (a mixture's mode boundaries)
+   does not replace a better one.
 
 The pilot cost (score evaluations summed over pilot samples, and batched calls) is reported in the returned
-:class:`~.schedule_file.Schedule`, and it never exceeds ``budget`` (default a tenth of the evaluations of a
-50,000-sample run at that budget, 5,000 nfe): the teacher costs P (fine x teacher_refine), the halving about
-P / 2 nfe (candidates / 4), the check P / 2 x 4 nfe, and the descent runs (P / 2 nfe each) while the rest lasts.
+:class:`~.schedule_file.Schedule` and never exceeds ``budget`` (default a tenth of the evaluations of a
+50,000-sample run at that budget, 5,000 nfe): the teacher costs P fine teacher_refine, the halving about
+P nfe candidates 7 / 16, and the descents run while the rest lasts (the check's runs kept back).
 """
 
 from __future__ import annotations
