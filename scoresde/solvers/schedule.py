@@ -18,16 +18,16 @@ budget, best reproduces the model's own probability-flow ODE.
    dynamic programmes', the variant's default and the published grids of :data:`STARTS`), scored by running them,
    so multistep history, order switching and correctors are all in the objective: the mean squared endpoint error
    against the teacher.
-4. **Search** (:mod:`.schedule_search`): successive halving picks the best candidates on every pilot; compass
-   search moves the interior times (in lambda) of the best candidate of each of the four best variants on the
-   first half of the pilots, halving these descents as they go; the second half of the pilots then chooses between
-   the last descent, its start and the best start, so a grid fitted to a few pilots (a mixture's mode boundaries)
-   does not replace a better one.
+4. **Search** (:mod:`.schedule_search`): successive halving picks the best candidate on every pilot; compass
+   search moves the interior times of its grid (in lambda) on the first half of the pilots while their error
+   falls; the second half of the pilots then chooses between the descent's grid and its start, so a grid fitted
+   to a few pilots (a mixture's mode boundaries) does not replace a better one.
 
 The pilot cost (score evaluations summed over pilot samples, and batched calls) is reported in the returned
 :class:`~.schedule_file.Schedule` and never exceeds ``budget`` (default a tenth of the evaluations of a
-50,000-sample run at that budget, 5,000 nfe): the teacher costs P fine teacher_refine, the halving about
-P nfe candidates 7 / 16, and the descents run while the rest lasts (the check's runs kept back).
+50,000-sample run at that budget, 5,000 nfe): the teacher costs P fine teacher_refine evaluations, the halving
+about P nfe each round (ceil(log_4 candidates) rounds), and the descent runs (P / 2 nfe each) while the rest
+lasts, the check's runs kept back.
 """
 
 from __future__ import annotations
@@ -275,5 +275,5 @@ def optimize_schedule(
         default_error=default_error,
         start=found.start,
         requested=solver.describe(),
-        extra={"chosen": found.chosen, "candidates": len(candidates), "budget": budget, "arms": found.arms},
+        extra={"chosen": found.chosen, "candidates": len(candidates), "budget": budget, **found.details},
     )

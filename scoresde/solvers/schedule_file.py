@@ -69,12 +69,20 @@ class Schedule:
     requested: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def solver_for(self, solver: Solver) -> Solver:
-        """The variant of ``solver`` (the solver asked for) that the grid was optimised for.
+    def solver_for(self, solver: str | Solver) -> Solver:
+        """The variant of ``solver`` (the solver asked for: an object or its name in ``SOLVERS`` with default
+        options) that the grid was optimised for: sample with ``solver=schedule.solver_for(...)``,
+        ``times=schedule.times``.
 
         Raises:
             ValueError: if neither ``solver`` nor one of its variants has the schedule's options.
         """
+        if isinstance(solver, str):
+            from . import SOLVERS
+
+            if solver not in SOLVERS:
+                raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+            solver = SOLVERS[solver]()
         if solver.describe() == self.options:
             return solver
         for variant in solver.variants(len(self.times) - 1):

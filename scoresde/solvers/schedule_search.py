@@ -10,10 +10,9 @@ pilot, so a candidate measured on a few pilots is extended, never rerun. Three s
   log-SNRs of the best pair's grid: each lambda_k moves a fraction of the gap towards a neighbour, the fraction
   doubling (up to 1/2) after a success and halving after a failure in both directions, until every fraction is
   below ``tol``, the sweeps are done, or the next run would overspend;
-* :func:`search` strings them together: halving on every pilot (no candidate is fitted yet), descents on the
-  first half of the pilots from the best candidate of each of the ARMS best variants, halved (rate 2) with the
-  descent's runs as the resource, and the check of the last one against its start and the best start on the
-  other half of the pilots.
+* :func:`search` strings them together: halving on every pilot (no candidate is fitted yet), the descent on the
+  first half of the pilots from the best candidate, and the check of the descent against its start on the other
+  half.
 """
 
 from __future__ import annotations
@@ -30,8 +29,6 @@ from .base import CountingScore, Solver, integrate
 
 HALVING_RATE = 4
 """Successive halving keeps 1 / HALVING_RATE of the candidates and gives them HALVING_RATE times the pilots."""
-ARMS = 4
-"""Descents start from the best candidate of this many different variants; halving (rate 2) keeps one."""
 
 
 @dataclass
@@ -80,13 +77,20 @@ class Pilots:
         return self.used[0] + rows * self.nfe + reserve <= self.budget
 
 
+def first_rows(candidates: int, pilots: int) -> int:
+    """Pilots of the first round: each round spends about the same (Jamieson & Talwalkar 2016, Alg. 3), the last
+    one all ``pilots``, over ceil(log_rate(candidates)) rounds."""
+    rounds = max(1, math.ceil(math.log(max(candidates, 2)) / math.log(HALVING_RATE) - 1e-9))
+    return max(1, pilots // HALVING_RATE ** (rounds - 1))
+
+
 def halving(pilots: Pilots, candidates: dict[tuple, tuple[Solver, Tensor]], fit: Tensor) -> list[tuple[float, tuple]]:
     """Successive halving over ``candidates`` (key -> (solver, times)) on the ``fit`` pilots.
 
     Returns:
         (mean squared error on all of ``fit``, key) of the survivors, best first.
     """
-    rows = fit[: max(1, len(fit) // HALVING_RATE)]
+    rows = fit[: first_rows(len(candidates), len(fit))]
     alive = list(candidates)
     while True:
         scored = sorted((pilots.mean(k, *candidates[k], rows), k) for k in alive)
@@ -98,7 +102,7 @@ def halving(pilots: Pilots, candidates: dict[tuple, tuple[Solver, Tensor]], fit:
 
 def halving_runs(candidates: int, fit: int) -> int:
     """Pilot runs (one candidate on one pilot) that :func:`halving` spends at most on ``fit`` pilots."""
-    rows, runs, done = max(1, fit // HALVING_RATE), 0, 0
+    rows, runs, done = first_rows(candidates, fit), 0, 0
     while True:
         runs += candidates * (rows - done)
         if rows == fit:
@@ -107,8 +111,8 @@ def halving_runs(candidates: int, fit: int) -> int:
 
 
 class Compass:
-    """Compass search on the interior entries of ``lam`` (the ends stay), resumable: :meth:`run` stops when the
-    budget it is given runs out and the next call goes on where it stopped.
+    """Compass search on the interior entries of ``lam`` (the ends stay); :meth:`run` stops when a run is not
+    affordable, and a later call goes on where it stopped.
 
     Args:
         objective: lam -> the value to lower.
@@ -167,7 +171,7 @@ class Found:
     start: str
     chosen: str
     check_error: float
-    arms: list[dict]
+    details: dict[str, float]
 
 
 def search(
@@ -178,50 +182,29 @@ def search(
     to_times: Callable[[Tensor], Tensor],
     to_lam: Callable[[Tensor], Tensor],
 ) -> Found:
-    """Halving on every pilot, descents on the first ``half`` from the best candidates of the ARMS best variants
-    (successive halving again, rate 2, the descent's runs as the resource), and the check on the rest.
+    """Halving on every pilot, a descent on the first ``half`` from the best candidate, the check on the rest.
 
     Args:
         pilots: The pilot problem.
         candidates: (variant index, start name) -> (solver, times).
-        half: Pilots 0..half-1 fit the descents, the others check them.
-        sweeps: Most compass-search sweeps per descent.
+        half: Pilots 0..half-1 fit the descent, the others check it against its start.
+        sweeps: Most compass-search sweeps.
         to_times, to_lam: The maps between grid times and log-SNRs.
     """
     n = len(pilots.x_T)
     fit, check = torch.arange(half), torch.arange(half, n)
-    ranked = halving(pilots, candidates, torch.arange(n))  # no candidate is fitted yet: every pilot chooses
-    keys: list[tuple] = []
-    for _, key in ranked:
-        if len(keys) < ARMS and all(key[0] != k[0] for k in keys):
-            keys.append(key)
-    arms = []
-    for key in keys:
-        solver, start = candidates[key]
-
-        def objective(lam: Tensor, rows: Tensor = fit, solver: Solver = solver, vi: int = key[0]) -> float:
-            return pilots.mean(("descent", vi, *lam.tolist()), solver, to_times(lam), rows)
-
-        arms.append((key, objective, Compass(objective, to_lam(start), pilots.mean(key, solver, start, fit))))
-    reserve = 2 * len(check) * pilots.nfe  # the check of the last descent and of the default grid
-    rounds = math.ceil(math.log2(len(arms))) + 1
-    alive = list(arms)
-    for r in range(rounds):
-        share = (pilots.budget - reserve - pilots.used[0]) / (rounds - r) / len(alive)  # this round's, per arm
-        for _, _, compass in alive:
-            cap = pilots.used[0] + share
-            compass.run(sweeps, lambda cap=cap: pilots.used[0] + len(fit) * pilots.nfe <= cap)
-        alive = sorted(alive, key=lambda arm: arm[2].best)[: max(1, len(alive) // 2)]
-    key, objective, compass = alive[0]
+    key = halving(pilots, candidates, torch.arange(n))[0][1]  # no candidate is fitted yet: every pilot chooses
     solver, start = candidates[key]
-    first = ranked[0][1]
-    finalists = {
-        "descent": (solver, to_times(compass.lam), key[1], objective(compass.lam, check)),
-        "start": (solver, start, key[1], pilots.mean(key, solver, start, check)),
-        "best start": (*candidates[first], first[1], pilots.mean(first, *candidates[first], check)),
-    }
-    best = min(finalists, key=lambda k: finalists[k][3])
-    solver, times, start, error = finalists[best]
-    report = [{"options": candidates[k][0].describe(), "start": k[1], "fit": c.best, "sweeps": c.sweeps}
-              for k, _, c in arms]  # fmt: skip
-    return Found(solver, times, start, best, error, report)
+
+    def objective(lam: Tensor, rows: Tensor = fit) -> float:
+        return pilots.mean(("descent", *lam.tolist()), solver, to_times(lam), rows)
+
+    fit_start = pilots.mean(key, solver, start, fit)
+    reserve = 2 * len(check) * pilots.nfe  # the check of the descent and of the default grid
+    lam, fit_descent = descend(objective, to_lam(start), fit_start, sweeps,
+                               lambda: pilots.affordable(len(fit), reserve))  # fmt: skip
+    checked = {"descent": objective(lam, check), "start": pilots.mean(key, solver, start, check)}
+    chosen = min(checked, key=checked.get)
+    times = to_times(lam) if chosen == "descent" else start
+    details = {"fit_start": fit_start, "fit_descent": fit_descent} | {f"check_{k}": v for k, v in checked.items()}
+    return Found(solver, times, key[1], chosen, checked[chosen], details)

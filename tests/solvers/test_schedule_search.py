@@ -1,7 +1,5 @@
 """The search inside ``optimize_schedule``: solver variants, successive halving, compass search and the budget."""
 
-import math
-
 import pytest
 import torch
 
@@ -63,8 +61,9 @@ def test_variants_cost_what_the_solver_costs(solver):
 
 @pytest.mark.parametrize("sde", [scoresde.VPSDE(), scoresde.VESDE(sigma_min=0.01, sigma_max=5.0)], ids=["vp", "ve"])
 def test_the_search_switches_dpm_solver_to_data_prediction_where_that_is_better(sde):
-    """At 5 NFE on a 16-D Gaussian DPM-Solver++ (data prediction) beats the default noise prediction on every grid
-    tried: with variants the schedule is for DPM-Solver++, and more accurate on starts it never saw."""
+    """At 5 NFE on a 16-D Gaussian DPM-Solver++ (data prediction) beats the default noise prediction on the grids
+    tried: with variants the schedule is for DPM-Solver++, and more accurate on starts it never saw than the
+    solver as given on its default grid."""
     data = anisotropic_gaussian(16, min_std=0.02, max_std=2.0, seed=3)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     found = optimize_schedule(sde, data.score_fn(sde), (32, 16), solver=DPMSolver(), nfe=5, generator=gen())
@@ -79,14 +78,15 @@ def test_the_search_switches_dpm_solver_to_data_prediction_where_that_is_better(
     run = lambda s, t: scoresde.sample(sde, data.score_fn(sde), None, start=x_T, solver=s, nfe=5, denoise=False,  # noqa: E731
                                        times=t)[0]  # fmt: skip
     err = lambda x: float((x - exact).square().sum(1).mean())  # noqa: E731
-    assert err(run(solver, found.times)) < err(run(DPMSolver(), kept.times)) < err(run(DPMSolver(), None))
+    assert err(run(solver, found.times)) < 0.5 * err(run(DPMSolver(), None))
+    assert err(run(DPMSolver(), kept.times)) < err(run(DPMSolver(), None))
 
 
 def test_solver_for_refuses_a_solver_the_schedule_is_not_a_variant_of():
     sde, data = scoresde.VPSDE(), anisotropic_gaussian(2, seed=0)
     schedule = optimize_schedule(sde, data.score_fn(sde), (8, 2), solver=UniPC(), nfe=5, fine=16, sweeps=0,
                                  generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert schedule.solver_for(UniPC()).describe() == schedule.options
+    assert schedule.solver_for(UniPC()).describe() == schedule.options == schedule.solver_for("unipc").describe()
     with pytest.raises(ValueError, match="not a variant"):
         schedule.solver_for(DPMSolver())
 
@@ -127,8 +127,8 @@ def test_halving_keeps_the_best_arm_and_spends_what_it_says():
     means[17] = 0.5
     arms = _Arms(means, torch.rand(64, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     ranked = halving(arms, {k: (None, None) for k in means}, torch.arange(64))
-    assert ranked[0][1] == 17 and len(ranked) == math.ceil(40 / 4)
-    assert arms.runs == halving_runs(40, 64) == 40 * 16 + 10 * 48
+    assert ranked[0][1] == 17 and len(ranked) == 3  # 40 -> 10 -> 3 candidates on 4 -> 16 -> 64 pilots
+    assert arms.runs == halving_runs(40, 64) == 40 * 4 + 10 * 12 + 3 * 48
 
 
 def test_compass_search_finds_the_minimum_of_a_quadratic():
