@@ -42,6 +42,7 @@ from scoresde.distributed import broadcast_from_main, init_from_env, local_devic
 from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
 from scoresde.solvers import AdaptiveSDE  # noqa: E402
+from scoresde.solvers.schedule_file import file_digest  # noqa: E402
 
 log = logging.getLogger("fid_sweep")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # benchmarks run from a checkout
@@ -106,6 +107,14 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
     steps = "default" if cfg.steps is None else cfg.steps
     steps = f"nfe{cfg.nfe}" if cfg.get("nfe") is not None else f"steps{steps}"
     return Path(cfg.out_dir) / "points" / f"{safe}_{steps}_{digest}.json", identity
+
+
+def _ckpt_placeholder(given: str, path: Path) -> str:
+    """The checkpoint as stored in a point: ``RUN/...`` relative to the ``ckpt=`` given, no machine-local path."""
+    try:
+        return str(Path("RUN") / path.resolve().relative_to(Path(given).resolve()))
+    except ValueError:
+        return f"RUN ({path.name})"
 
 
 def _schedule_record(schedule) -> dict[str, Any] | None:
@@ -173,7 +182,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "dataset": dataset.name,
         "data_range": list(dataset.data_range),
         "extractor": evaluator.extractor.key,
-        "ckpt": identity["ckpt"],
+        "ckpt": _ckpt_placeholder(str(cfg.ckpt), ckpt.path),
+        "ckpt_sha256": file_digest(ckpt.path),
         "ckpt_step": ckpt.step,
         "num_samples": cfg.num_samples,
         "seed": cfg.seed,
@@ -182,7 +192,11 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **{k: v for k, v in provenance.record().items() if k in ("commit", "command", "machine")},
+        **{
+            k: v
+            for k, v in provenance.record(placeholders={"RUN": str(cfg.ckpt)}).items()
+            if k in ("commit", "command", "machine")
+        },
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
