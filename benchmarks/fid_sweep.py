@@ -109,6 +109,13 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
     return Path(cfg.out_dir) / "points" / f"{safe}_{steps}_{digest}.json", identity
 
 
+def _placeholders(cfg: DictConfig) -> dict[str, str]:
+    """Machine-local paths of the command line and the names the stored command says instead."""
+    hc = HydraConfig.get()
+    out = {"RUN": str(cfg.ckpt), "SWEEP_DIR": str(hc.sweep.dir), "RUN_DIR": str(hc.run.dir)}
+    return out | ({"OUT": str(cfg.out_dir)} if Path(str(cfg.out_dir)).is_absolute() else {})
+
+
 def _ckpt_placeholder(given: str, path: Path) -> str:
     """The checkpoint as stored in a point: ``RUN/...`` relative to the ``ckpt=`` given, no machine-local path."""
     try:
@@ -194,7 +201,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{
             k: v
-            for k, v in provenance.record(placeholders={"RUN": str(cfg.ckpt)}).items()
+            for k, v in provenance.record(placeholders=_placeholders(cfg)).items()
             if k in ("commit", "command", "machine")
         },
     }
