@@ -84,6 +84,18 @@ def test_sample_cli_refuses_a_schedule_for_other_settings(scheduled_run, tmp_pat
     assert message in out
 
 
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [("budget=0", "budget must be an integer >= 1"), ("variants=maybe", "variants must be"),
+     pytest.param("budget=100", "budget must be an integer >= ", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_schedule_cli_refuses_bad_search_settings(scheduled_run, tmp_path, arg, message):
+    run_dir, _ = scheduled_run
+    out = _run(["-m", "scoresde.schedule", f"ckpt={run_dir}", "solver=unipc", "nfe=5", arg,
+                f"hydra.run.dir={tmp_path / 'out'}"], ok=False)  # fmt: skip
+    assert message in out
+
+
 def test_schedule_cli_refuses_a_stochastic_solver(tmp_path):
     out = _run(["-m", "scoresde.schedule", f"ckpt={tmp_path}", "solver=euler_maruyama", "nfe=5",
                 f"hydra.run.dir={tmp_path / 'out'}"], ok=False)  # fmt: skip

@@ -105,8 +105,11 @@ def test_the_search_never_spends_more_than_its_budget(nfe):
     schedule = optimize_schedule(sde, counted, (32, 4), solver=UniPC(), nfe=nfe, fine=32, sweeps=50, budget=tight,
                                  generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert sum(calls) <= tight and tight - sum(calls) < 4 * 16 * nfe  # each descent stopped when a run did not fit
-    with pytest.raises(ValueError, match="budget must be an integer >= "):
-        optimize_schedule(sde, score, (32, 4), solver=UniPC(), nfe=nfe, fine=32, budget=32 * 32 * 3)
+    for bad in (32 * 32 * 3, True, 1e9):
+        with pytest.raises(ValueError, match="budget must be an integer >= "):
+            optimize_schedule(sde, score, (32, 4), solver=UniPC(), nfe=nfe, fine=32, budget=bad)
+    with pytest.raises(TypeError, match="variants must be a bool"):
+        optimize_schedule(sde, score, (32, 4), solver=UniPC(), nfe=nfe, variants="yes")
 
 
 class _Arms:
