@@ -4,8 +4,8 @@ Every candidate is scored by running it: the squared endpoint error of each pilo
 pilot, so a candidate measured on a few pilots is extended, never rerun. Three stages spend the budget:
 
 * :func:`halving`: successive halving (Jamieson & Talwalkar 2016, "Non-stochastic Best Arm Identification and
-  Hyperparameter Optimization"): every (variant, start grid) pair on a quarter of the fit pilots, the best quarter
-  of them on all of them;
+  Hyperparameter Optimization", Alg. 3): every (variant, start grid) pair on a few pilots, the best quarter on four
+  times as many, and so on over ceil(log_4 candidates) rounds of about equal spend, the last on every pilot;
 * :func:`descend`: compass search (Kolda, Lewis & Torczon 2003, "Optimization by Direct Search") on the interior
   log-SNRs of the best pair's grid: each lambda_k moves a fraction of the gap towards a neighbour, the fraction
   doubling (up to 1/2) after a success and halving after a failure in both directions, until every fraction is
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..sde import SDE
-from .base import CountingScore, Solver, integrate
+from .base import CountingScore, NonFiniteError, Solver, integrate
 
 HALVING_RATE = 4
 """Successive halving keeps 1 / HALVING_RATE of the candidates and gives them HALVING_RATE times the pilots."""
@@ -67,7 +67,7 @@ class Pilots:
         """Mean squared endpoint error over ``rows`` (inf if the run failed or is not finite)."""
         try:
             err = float(self.errors(key, solver, times, rows).mean())
-        except (ValueError, RuntimeError):  # a candidate that diverges (NonFiniteError) loses, it does not stop us
+        except NonFiniteError:  # a candidate that diverges loses, it does not stop the search
             self.cache[key] = torch.full((len(self.x_T),), math.inf, dtype=torch.float64)
             return math.inf
         return err if math.isfinite(err) else math.inf

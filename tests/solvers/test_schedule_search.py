@@ -1,13 +1,16 @@
 """The search inside ``optimize_schedule``: solver variants, successive halving, compass search and the budget."""
 
+import math
+
 import pytest
 import torch
 
 import scoresde
 from scoresde.oracle import anisotropic_gaussian
 from scoresde.solvers import DDIM, DPMSolver, DPMSolver2, EDMHeun, UniPC
+from scoresde.solvers.base import CountingScore
 from scoresde.solvers.schedule import optimize_schedule
-from scoresde.solvers.schedule_search import descend, halving, halving_runs
+from scoresde.solvers.schedule_search import Pilots, descend, halving, halving_runs
 
 EPS = 1e-3
 
@@ -145,3 +148,15 @@ def test_compass_search_finds_the_minimum_of_a_quadratic():
     descend(lambda lam: calls.append(1) or objective(lam), start, objective(start), sweeps=100,
             can_afford=lambda: len(calls) < 7)  # fmt: skip
     assert len(calls) == 7  # stops as soon as a run is not affordable
+
+
+def test_a_candidate_that_diverges_loses_and_the_search_goes_on():
+    sde, data = scoresde.VPSDE(), anisotropic_gaussian(2, seed=0)
+    score = data.score_fn(sde)
+    broken = lambda x, t: score(x, t) * (torch.inf if float(t[0]) == 0.5 else 1.0)  # noqa: E731
+    x_T = sde.prior_sampling((4, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pilots = Pilots(sde, CountingScore(broken), x_T, torch.zeros_like(x_T), 3, [0], 10**6)
+    bad = torch.tensor([1.0, 0.5, 0.1, EPS], dtype=torch.float64)
+    good = torch.tensor([1.0, 0.6, 0.1, EPS], dtype=torch.float64)
+    assert pilots.mean("bad", UniPC(), bad, torch.arange(4)) == math.inf
+    assert math.isfinite(pilots.mean("good", UniPC(), good, torch.arange(4)))
