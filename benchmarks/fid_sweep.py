@@ -33,6 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 from sweep_report import aggregate  # noqa: E402
 
 import scoresde  # noqa: E402
@@ -41,6 +42,7 @@ from scoresde.distributed import broadcast_from_main, init_from_env, local_devic
 from scoresde.metrics.features import extractor_for  # noqa: E402
 from scoresde.metrics.quality import SampleEvaluator  # noqa: E402
 from scoresde.solvers import AdaptiveSDE  # noqa: E402
+from scoresde.solvers.schedule_file import file_digest  # noqa: E402
 
 log = logging.getLogger("fid_sweep")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # benchmarks run from a checkout
@@ -107,6 +109,29 @@ def _point_path(cfg: DictConfig, label: str, ckpt_path: Path) -> tuple[Path, dic
     return Path(cfg.out_dir) / "points" / f"{safe}_{steps}_{digest}.json", identity
 
 
+def _placeholders(cfg: DictConfig) -> dict[str, str]:
+    """Machine-local paths of the command line and the names the stored command says instead."""
+    hc = HydraConfig.get()
+    out = {"RUN": str(cfg.ckpt), "SWEEP_DIR": str(hc.sweep.dir), "RUN_DIR": str(hc.run.dir)}
+    return out | ({"OUT": str(cfg.out_dir)} if Path(str(cfg.out_dir)).is_absolute() else {})
+
+
+def _ckpt_placeholder(given: str, path: Path) -> str:
+    """The checkpoint as stored in a point: ``RUN/...`` relative to the ``ckpt=`` given, no machine-local path."""
+    try:
+        return str(Path("RUN") / path.resolve().relative_to(Path(given).resolve()))
+    except ValueError:
+        return f"RUN ({path.name})"
+
+
+def _schedule_record(schedule) -> dict[str, Any] | None:
+    """What a point walked with grid=optimized: the solver variant and grid the schedule chose, and its cost."""
+    if schedule is None:
+        return None
+    keep = ("options", "start", "pilots", "pilot_evaluations", "pilot_error", "default_error")
+    return {k: getattr(schedule, k) for k in keep} | {"times": schedule.times.tolist()}
+
+
 def run_point(cfg: DictConfig) -> dict[str, Any] | None:
     """Sample and score one point (or skip it when its file exists); returns the record written."""
     device = local_device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -122,9 +147,10 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         return None
     log.info("%s %s steps=%s: sampling %d", where, label, cfg.steps, cfg.num_samples)
     solver = instantiate(cfg.solver)
-    times = None
+    times, schedule = None, None
     if cfg.get("grid") == "optimized":  # the schedule `python -m scoresde.schedule` saved beside the checkpoint
-        times = scoresde.solvers.schedule_file.schedule_for_checkpoint(ckpt.path, solver, cfg.get("nfe"), cfg.eps).times
+        schedule = scoresde.solvers.schedule_file.schedule_for_checkpoint(ckpt.path, solver, cfg.get("nfe"), cfg.eps)
+        solver, times = schedule.solver_for(solver), schedule.times  # the solver variant the schedule chose
     samples, info = sample_sharded(ckpt.sde, ckpt.score_fn, int(cfg.num_samples), ckpt.event_shape,
                                    seed=int(cfg.seed), batch_size=int(cfg.batch_size), device=device,
                                    solver=solver, steps=cfg.steps, nfe=cfg.get("nfe"), eps=cfg.eps,
@@ -155,6 +181,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "adaptive": adaptive,
         "nfe_requested": cfg.get("nfe"),
         "grid": cfg.get("grid"),
+        "schedule": _schedule_record(schedule),
         "nfe": nfe,
         "wall_time": round(wall, 3),
         **scores,
@@ -162,7 +189,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "dataset": dataset.name,
         "data_range": list(dataset.data_range),
         "extractor": evaluator.extractor.key,
-        "ckpt": identity["ckpt"],
+        "ckpt": _ckpt_placeholder(str(cfg.ckpt), ckpt.path),
+        "ckpt_sha256": file_digest(ckpt.path),
         "ckpt_step": ckpt.step,
         "num_samples": cfg.num_samples,
         "seed": cfg.seed,
@@ -171,6 +199,11 @@ def run_point(cfg: DictConfig) -> dict[str, Any] | None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{
+            k: v
+            for k, v in provenance.record(placeholders=_placeholders(cfg)).items()
+            if k in ("commit", "command", "machine")
+        },
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -47,11 +47,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def record(threads: int | None = None, **extra: Any) -> dict[str, Any]:
+def record(threads: int | None = None, placeholders: Mapping[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: commit (with ``+dirty`` for uncommitted changes), command, machine, threads.
 
     Args:
         threads: torch threads the run used (default: ``torch.get_num_threads()``).
+        placeholders: name -> a machine-local path given on the command line (a checkpoint, a run directory): the
+            stored command says the name instead (``ckpt=RUN``), so no machine's paths reach the repository.
         extra: Further fields to store (seed, dtype, ...).
     """
     commit = _git("rev-parse", "--short=12", "HEAD")
@@ -60,6 +62,9 @@ def record(threads: int | None = None, **extra: Any) -> dict[str, Any]:
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_relative_argv()])
+    for name, path in sorted((placeholders or {}).items(), key=lambda item: -len(item[1])):  # longest first
+        if path:
+            command = command.replace(str(path), name)
     return {
         "commit": commit,
         "command": command,

@@ -16,8 +16,8 @@ from pathlib import Path
 COLUMNS = [
     "label", "steps", "adaptive", "nfe", "wall_time", "fid", "fid_matched", "floor_fid", "floor_n", "kid", "kid_std",
     "floor_kid", "score", "floor_score", "mmd", "floor_mmd", "sliced_w2", "floor_sliced_w2", "nll", "floor_nll",
-    "num_samples", "seed", "dataset", "extractor", "ckpt_step", "solver", "options", "device", "threads", "torch",
-    "finished",
+    "num_samples", "seed", "dataset", "extractor", "ckpt_step", "solver", "options", "schedule", "device", "threads",
+    "torch", "finished", "commit", "machine", "command",
 ]  # fmt: skip
 
 
@@ -64,7 +64,8 @@ def _varying_options(rows: list[dict]) -> dict[str, list[str]]:
 
 
 PER_POINT = {"num_samples": "N", "floor_n": "floor n", "ckpt_step": "ckpt step", "seed": "seed", "dataset": "dataset",
-             "extractor": "features", "device": "device", "threads": "threads", "torch": "torch"}  # fmt: skip
+             "extractor": "features", "device": "device", "threads": "threads", "torch": "torch",
+             "commit": "commit", "machine": "machine"}  # fmt: skip
 """Settings recorded per point: one value in the table's footer when all points share it, else a column."""
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")

@@ -40,12 +40,29 @@ def test_schedule_cli_saves_the_schedule_beside_the_checkpoint(scheduled_run):
     assert f"pilot cost {state['pilot_evaluations']} score evaluations" in out
 
 
-def test_sample_cli_walks_the_optimised_grid(scheduled_run, tmp_path):
+def test_sample_cli_walks_the_optimised_grid_with_the_variant_it_chose(scheduled_run, tmp_path):
     run_dir, _ = scheduled_run
-    _run(["-m", "scoresde.sample", f"ckpt={run_dir}", "solver=unipc", "n=10", "nfe=5", "grid=optimized",
-          f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    state = json.loads((run_dir / "checkpoints" / "schedules" / "unipc_nfe5.json").read_text())
+    out = _run(["-m", "scoresde.sample", f"ckpt={run_dir}", "solver=unipc", "n=10", "nfe=5", "grid=optimized",
+                f"hydra.run.dir={tmp_path}"])  # fmt: skip
     with np.load(tmp_path / "samples.npz") as f:
         assert f["samples"].shape == (10, 2) and np.isfinite(f["samples"]).all() and int(f["nfe"]) == 6
+    used = out.split("optimised schedule (", 1)[1].split("\n", 1)[0]
+    assert used.startswith("UniPC(") and all(f"{k}={v!r}" in used for k, v in state["options"].items())
+    assert state["requested"]["variant"] == "auto"  # asked for the default; the file says what it chose
+
+
+def test_fid_sweep_point_records_the_schedule_and_its_provenance(scheduled_run, tmp_path):
+    run_dir, _ = scheduled_run
+    state = json.loads((run_dir / "checkpoints" / "schedules" / "unipc_nfe5.json").read_text())
+    _run(["benchmarks/fid_sweep.py", f"ckpt={run_dir}", "solver=unipc", "nfe=5", "grid=optimized", "num_samples=50",
+          "kid_subsets=2", "kid_subset_size=20", "progress=false", f"out_dir={tmp_path / 'sweep'}",
+          f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    (point,) = (tmp_path / "sweep" / "points").glob("*.json")
+    record = json.loads(point.read_text())
+    assert record["label"] == "unipc@optimized" and record["nfe"] == 6
+    assert record["schedule"]["options"] == state["options"] and record["schedule"]["times"] == state["times"]
+    assert record["commit"] and record["machine"] and "fid_sweep.py" in record["command"]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +81,18 @@ def test_sample_cli_refuses_a_schedule_for_other_settings(scheduled_run, tmp_pat
     run_dir, _ = scheduled_run
     out = _run(["-m", "scoresde.sample", f"ckpt={run_dir}", "n=4", "grid=optimized", *args,
                 f"hydra.run.dir={tmp_path}"], ok=False)  # fmt: skip
+    assert message in out
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [("budget=0", "budget must be an integer >= 1"), ("variants=maybe", "variants must be"),
+     pytest.param("budget=100", "budget must be an integer >= ", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_schedule_cli_refuses_bad_search_settings(scheduled_run, tmp_path, arg, message):
+    run_dir, _ = scheduled_run
+    out = _run(["-m", "scoresde.schedule", f"ckpt={run_dir}", "solver=unipc", "nfe=5", arg,
+                f"hydra.run.dir={tmp_path / 'out'}"], ok=False)  # fmt: skip
     assert message in out
 
 

@@ -166,6 +166,8 @@ def validate_schedule(config: DictConfig) -> None:
     integer("fine", c["fine"], 1)
     integer("teacher_refine", c["teacher_refine"], 1)
     integer("sweeps", c["sweeps"], 0)
+    integer("budget", c["budget"], 1, none="a tenth of a 50,000-sample run's evaluations, 5,000 nfe")
+    boolean("variants", c["variants"])
     positive("eps", c["eps"])
     choice("dtype", c["dtype"], ("float32", "float64"))
     boolean("ema", c["ema"])

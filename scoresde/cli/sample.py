@@ -106,7 +106,10 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
              type(solver).__name__)  # fmt: skip
     times = None
     if cfg.get("grid") == "optimized":  # the schedule `python -m scoresde.schedule` saved beside the checkpoint
-        times = schedule_for_checkpoint(ckpt.path, writer.solver, cfg.get("nfe"), 1e-3).times
+        schedule = schedule_for_checkpoint(ckpt.path, writer.solver, cfg.get("nfe"), 1e-3)
+        writer.solver, times = schedule.solver_for(writer.solver), schedule.times  # the variant it was optimised for
+        log.info("optimised schedule (%s, start %s): %s", writer.solver, schedule.start,
+                 ", ".join(f"{t:.4g}" for t in times.tolist()))  # fmt: skip
     try:
         x, info = sample_sharded(ckpt.sde, ckpt.model, int(cfg.n), ckpt.event_shape, seed=int(cfg.seed),
                                  batch_size=int(cfg.get("batch_size") or cfg.n), device=device, solver=writer.solver,

@@ -39,14 +39,17 @@ def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> Path:
              ckpt.path, ckpt.step, int(cfg.pilots))  # fmt: skip
     schedule = optimize_schedule(ckpt.sde, ckpt.score_fn, (int(cfg.pilots), *ckpt.event_shape), solver=solver, nfe=nfe,
                                  eps=float(cfg.eps), fine=int(cfg.fine), teacher_refine=int(cfg.teacher_refine),
-                                 sweeps=int(cfg.sweeps), generator=generator, device=device,
+                                 sweeps=int(cfg.sweeps), variants=bool(cfg.variants),
+                                 budget=None if cfg.budget is None else int(cfg.budget), generator=generator,
+                                 device=device,
                                  dtype=getattr(torch, str(cfg.dtype)))  # fmt: skip
     schedule = Schedule(**(vars(schedule) | {"checkpoint": file_digest(ckpt.path)}))
     path = save_schedule(schedule, schedule_path(ckpt.path.parent, schedule.solver, nfe))
     shutil.copyfile(path, run_dir / "schedule.json")
-    log.info("pilot cost %d score evaluations (%d calls x %d pilots); pilot endpoint MSE %.4g against %.4g on the "
-             "default grid (start: %s) -> %s", schedule.pilot_evaluations, schedule.pilot_calls, schedule.pilots,
-             schedule.pilot_error, schedule.default_error, schedule.start, path)  # fmt: skip
+    log.info("pilot cost %d score evaluations (%d calls x %d pilots, budget %d); check-pilot endpoint MSE %.4g "
+             "against %.4g for the solver as configured on its default grid; chosen: %s from the %s grid -> %s",
+             schedule.pilot_evaluations, schedule.pilot_calls, schedule.pilots, schedule.extra["budget"],
+             schedule.pilot_error, schedule.default_error, schedule.options, schedule.start, path)  # fmt: skip
     return path
 
 

@@ -309,6 +309,11 @@ class Solver(abc.ABC):
             The state at t_{i+1}, same shape as ``x``.
         """
 
+    def variants(self, steps: int) -> list[Solver]:
+        """This solver and the same method with the other settings that change its accuracy but not its cost on a
+        grid of ``steps`` intervals (``optimize_schedule`` chooses between them); by default only itself."""
+        return [self]
+
     def describe(self) -> dict[str, Any]:
         """Settings worth reporting in :attr:`SampleInfo.extras` (subclasses add theirs to ``super().describe()``)."""
         return {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})

@@ -17,7 +17,7 @@ nfe intervals (as their reference code).
 
 from __future__ import annotations
 
-from itertools import accumulate
+from itertools import accumulate, product
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor
 from ..sde import SDE
 from . import grids
 from .base import StepContext, check_count
-from .exponential import ExponentialIntegrator, Node, phi
+from .exponential import PREDICTIONS, ExponentialIntegrator, Node, phi
 from .unipc import FEW_STEPS
 
 METHODS = ("multistep", "singlestep")
@@ -111,6 +111,24 @@ class DPMSolver(ExponentialIntegrator):
         if self.grid_kind == "log_snr":
             return self.grid(sde, len(orders), eps)
         return self.grid(sde, nfe, eps)[list(accumulate(orders, initial=0))]
+
+    def variants(self, steps: int) -> list[DPMSolver]:
+        """Itself, then each prediction (DPM-Solver and DPM-Solver++) and, multistep, order 2 and 3 (2M / 3M) with
+        and without lower-order final steps (their code's default is with); ``solver_type`` kept. Single-step orders
+        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3."""
+        if type(self) is not DPMSolver:
+            return [self]
+        multi = self.method == "multistep"
+        orders = sorted({self.order, 2, 3}) if multi else [self.order]
+        finals = (False, True) if multi else (self.lower_order_final,)
+        own = (self.order, self.prediction, self.lower_order_final)
+        out = [self]
+        for option in product(orders, PREDICTIONS, finals):
+            if option != own:
+                order, prediction, final = option
+                out.append(DPMSolver(order, prediction, self.method, final, self.solver_type, grid=self.grid_name,
+                                     rho=self.rho))  # fmt: skip
+        return out
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         if self.method == "multistep":

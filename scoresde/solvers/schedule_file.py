@@ -38,7 +38,8 @@ class Schedule:
     Attributes:
         times: Grid times T = t_0 > ... > t_N = eps, float64 of shape (N + 1,); pass as ``sample(..., times=)``.
         solver: Name of the solver (a key of ``SOLVERS``).
-        options: The solver's settings (``Solver.describe()``) when it was optimised.
+        options: Settings (``Solver.describe()``) of the solver the grid is for: the variant the optimiser chose
+            (:meth:`solver_for` builds it from the solver asked for).
         nfe: The score-evaluation budget the grid is for.
         eps: End time of the grid.
         pilots: Number of pilot starts x_T.
@@ -46,8 +47,11 @@ class Schedule:
         pilot_calls: Batched score calls spent.
         pilot_error: Mean squared endpoint error of the solver on this grid against the teacher, on the pilots.
         default_error: The same for the solver's default grid.
-        start: Which start the descent began from: "dp" (dynamic programme), "default" or a name in ``GRIDS``.
+        start: The grid the result came from: "dp_data" / "dp_noise" (dynamic programme), "default" or a name in
+            ``GRIDS`` (the descent's start where the descent won).
         checkpoint: SHA-256 of the checkpoint file it was optimised for ("" if none).
+        requested: Settings of the solver that was asked for ({}: files from before variants, the same as options).
+        extra: Details of the search (which finalist won, candidates, budget).
     """
 
     times: Tensor
@@ -62,7 +66,29 @@ class Schedule:
     default_error: float
     start: str
     checkpoint: str = ""
+    requested: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def solver_for(self, solver: str | Solver) -> Solver:
+        """The variant of ``solver`` (the solver asked for: an object or its name in ``SOLVERS`` with default
+        options) that the grid was optimised for: sample with ``solver=schedule.solver_for(...)``,
+        ``times=schedule.times``.
+
+        Raises:
+            ValueError: if neither ``solver`` nor one of its variants has the schedule's options.
+        """
+        if isinstance(solver, str):
+            from . import SOLVERS
+
+            if solver not in SOLVERS:
+                raise ValueError(f"solver must be one of {sorted(SOLVERS)} or a Solver object, got {solver!r}")
+            solver = SOLVERS[solver]()
+        if solver.describe() == self.options:
+            return solver
+        for variant in solver.variants(len(self.times) - 1):
+            if variant.describe() == self.options:
+                return variant
+        raise ValueError(f"the schedule is for {self.solver} with {self.options}, which is not a variant of {solver!r}")
 
 
 def file_digest(path: str | Path) -> str:
@@ -135,6 +161,9 @@ def load_schedule(
 def schedule_for_checkpoint(ckpt_path: str | Path, solver: Solver, nfe: int | None, eps: float) -> Schedule:
     """The schedule saved beside a checkpoint file for ``solver`` at ``nfe`` (``grid=optimized``), checked.
 
+    The schedule was optimised for ``solver`` as configured; sample with ``schedule.solver_for(solver)`` (the
+    variant it chose) on ``schedule.times``.
+
     Raises:
         ValueError: without a budget, or for a file made for other settings or another checkpoint.
         FileNotFoundError: if none was saved (the message gives the command that makes it).
@@ -150,7 +179,8 @@ def schedule_for_checkpoint(ckpt_path: str | Path, solver: Solver, nfe: int | No
             f"`python -m scoresde.schedule ckpt={ckpt_path} solver={name} nfe={nfe}`"
         )
     schedule = load_schedule(path, solver=name, nfe=nfe, eps=eps, checkpoint=file_digest(ckpt_path))
-    differ = {k: (v, schedule.options.get(k)) for k, v in solver.describe().items() if schedule.options.get(k) != v}
+    asked = schedule.requested or schedule.options
+    differ = {k: (v, asked.get(k)) for k, v in solver.describe().items() if asked.get(k) != v}
     if differ:
         said = ", ".join(f"{k}={now!r} (schedule: {then!r})" for k, (now, then) in differ.items())
         raise ValueError(f"the schedule in {path} was optimised for other solver options: {said}")

@@ -18,6 +18,7 @@ orders until enough history exists; with ``lower_order_final`` the last steps lo
 from __future__ import annotations
 
 import math
+from itertools import product
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor
 from ..sde import SDE
 from . import grids
 from .base import StepContext
-from .exponential import ExponentialIntegrator, Node, Transfer, phi
+from .exponential import PREDICTIONS, ExponentialIntegrator, Node, Transfer, phi
 
 VARIANTS = ("bh1", "bh2", "auto")
 FEW_STEPS = 15
@@ -95,10 +96,23 @@ class UniPC(ExponentialIntegrator):
 
     def b_of_h(self, hh: float, steps: int) -> float:
         """B(h) of a run of ``steps`` steps: hh ("bh1") or e^hh - 1 ("bh2"); "auto" picks by the step count."""
-        variant = self.variant
-        if variant == "auto":
-            variant = "bh1" if steps < FEW_STEPS else "bh2"
+        variant = self.variant if self.variant != "auto" else self.resolved_variant(steps)
         return hh if variant == "bh1" else math.expm1(hh)
+
+    def variants(self, steps: int) -> list[UniPC]:
+        """Itself, then UniPC of order 2 and 3 with each B(h) and each prediction (``lower_order_final`` and the
+        grid option kept): the settings the published code offers, one evaluation per step for all of them."""
+        own = (self.order, self.variant if self.variant != "auto" else self.resolved_variant(steps), self.prediction)
+        out = [self]
+        for order, variant, prediction in product(sorted({self.order, 2, 3}), ("bh1", "bh2"), PREDICTIONS):
+            if (order, variant, prediction) != own:
+                out.append(UniPC(order, variant, prediction, self.lower_order_final, grid=self.grid_name, rho=self.rho))
+        return out
+
+    @staticmethod
+    def resolved_variant(steps: int) -> str:
+        """What ``variant="auto"`` means for a run of ``steps`` steps."""
+        return "bh1" if steps < FEW_STEPS else "bh2"
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         a, b = self.node(ctx, i), self.node(ctx, i + 1)

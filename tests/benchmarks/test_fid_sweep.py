@@ -46,6 +46,10 @@ def test_sweep_end_to_end_and_resume(tiny_checkpoint, tmp_path):
     for r in records:
         assert r["nfe"] == r["steps"] + 1  # one score call per step plus the denoising step
         assert r["fid"] > r["floor_fid"] >= 0 and r["nll"] is not None and r["num_samples"] == 100
+        assert r["commit"] and r["machine"] and r["command"].startswith("python benchmarks/fid_sweep.py -m ckpt=RUN ")
+        assert r["ckpt"].startswith("RUN/checkpoints/") and len(r["ckpt_sha256"]) == 64
+    assert all(str(tmp_path) not in p.read_text() and str(tiny_checkpoint) not in p.read_text() for p in points)
+    assert all("hydra.sweep.dir=SWEEP_DIR" in json.loads(p.read_text())["command"] for p in points)
     with (out / "fid_sweep.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
     assert (out / "fid_sweep.png").stat().st_size > 0
