@@ -1,6 +1,7 @@
 """Helpers of the subprocess CLI tests: run ``python -m scoresde.<command>`` from this checkout, tiny settings."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "SCORESDE_DEBUG")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))  # this checkout's scoresde, whatever is installed
     return env
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a CLI that a test interrupts: Ctrl-C acts as in a terminal even when the test run itself
+    ignores SIGINT (started under ``nohup`` or in the background, whose children inherit SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def command(module: str, *args: str) -> list[str]:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from cli_helpers import TINY, cli, cli_env, command
+from cli_helpers import TINY, cli, cli_env, command, default_sigint
 
 from scoresde.training.checkpoint import CheckpointManager
 
@@ -37,7 +37,8 @@ def test_a_failed_branch_leaves_nothing_that_blocks_a_retry(trained, tmp_path):
 
 def _start(tmp_path, *args):
     return subprocess.Popen(command("scoresde.train", *TINY, *args), cwd=tmp_path, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
 
 
 def _wait_for(path, proc, timeout=60.0):

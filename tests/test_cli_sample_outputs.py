@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from cli_helpers import cli, cli_env, command, write_checkpoint
+from cli_helpers import cli, cli_env, command, default_sigint, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +84,13 @@ def test_ctrl_c_keeps_the_finished_batches(points_ckpt, tmp_path):
                                     "solver=euler_maruyama", "steps=2", "progress=false", "device=cpu",
                                     f"hydra.run.dir={run}"),
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, preexec_fn=default_sigint)  # fmt: skip
     while "solver" not in (line := proc.stdout.readline()):  # hydra's log line just before sampling starts
         assert line, "the sample command ended early"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130 and "Traceback" not in err, err
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("interrupted: kept the "), err
     kept = np.load(run / "samples.npz")["samples"]
     assert len(kept) >= 4 and len(kept) % 4 == 0 and f"kept the {len(kept)} finished samples" in err, err
