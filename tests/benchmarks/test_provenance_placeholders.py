@@ -7,10 +7,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import provenance  # noqa: E402
 
 
-def test_placeholders_replace_the_paths_in_the_stored_command(monkeypatch):
-    run, sweep = "/data/someone/runs/vp", "/data/someone/runs/vp/sweep"  # one inside the other: longest first
+def test_placeholders_replace_the_paths_in_the_stored_command(monkeypatch, tmp_path):
+    run, sweep = str(tmp_path / "runs" / "vp"), str(tmp_path / "runs" / "vp" / "sweep")  # nested: longest first
     monkeypatch.setattr(sys, "argv", ["benchmarks/fid_sweep.py", "-m", f"ckpt={run}", f"hydra.sweep.dir={sweep}"])
     meta = provenance.record(placeholders={"RUN": run, "SWEEP_DIR": sweep}, seed=3)
     assert meta["command"].endswith(" benchmarks/fid_sweep.py -m ckpt=RUN hydra.sweep.dir=SWEEP_DIR")
-    assert "/data/someone" not in str(meta) and meta["seed"] == 3
+    assert str(tmp_path) not in str(meta) and meta["seed"] == 3
     assert provenance.record(placeholders={"RUN": ""})["command"].endswith(f"ckpt={run} hydra.sweep.dir={sweep}")
