@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._instantiate import instantiate
-from .._validation import is_int, is_real
+from .._validation import check_positive, is_int
 from ..likelihood.divergence import DIVERGENCES
 from ..likelihood.ode import METHODS
 from ..solvers.base import check_steps_or_nfe
@@ -32,11 +32,6 @@ def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> N
     if not is_int(value) or value < minimum:
         also = f" or null ({none})" if none else ""
         raise ValueError(f"{key} must be an integer >= {minimum}{also}, got {value!r}")
-
-
-def positive(key: str, value: Any) -> None:
-    if not is_real(value) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{key} must be a positive finite number, got {value!r}")
 
 
 def boolean(key: str, value: Any) -> None:
@@ -86,7 +81,7 @@ def eval_settings(e: dict[str, Any]) -> None:
     integer("eval.exact_max_dim", e["exact_max_dim"], 1)
     for key in ("rtol", "atol", "eps"):
         if key in e:
-            positive(f"eval.{key}", e[key])
+            check_positive(f"eval.{key}", e[key])
     if "method" in e:
         choice("eval.method", e["method"], METHODS)
     if "n_probes" in e:
@@ -168,7 +163,7 @@ def validate_schedule(config: DictConfig) -> None:
     integer("sweeps", c["sweeps"], 0)
     integer("budget", c["budget"], 1, none="a tenth of a 50,000-sample run's evaluations, 5,000 nfe")
     boolean("variants", c["variants"])
-    positive("eps", c["eps"])
+    check_positive("eps", c["eps"])
     choice("dtype", c["dtype"], ("float32", "float64"))
     boolean("ema", c["ema"])
     grid_setting("optimized", c["nfe"], built("solver", c["solver"]))
@@ -186,7 +181,7 @@ def validate_likelihood(config: DictConfig) -> None:
     choice("divergence", c["divergence"], DIVERGENCE_CHOICES)
     choice("method", c["method"], METHODS)
     for key in ("rtol", "atol", "eps"):
-        positive(key, c[key])
+        check_positive(key, c[key])
     boolean("centred_bins", c["centred_bins"])
     boolean("ema", c["ema"])
 

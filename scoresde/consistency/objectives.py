@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_int
 from ..sde import SDE
 from ..solvers import grids
 from .distances import make_distance
@@ -94,8 +95,7 @@ class ConsistencyTraining(Objective):
         rho: float = 7.0,
     ) -> None:
         for name, value in (("total_steps", total_steps), ("s0", s0), ("s1", s1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, value)
         if s1 < s0:
             raise ValueError(f"s1 must be >= s0, got s0={s0}, s1={s1}")
         if not p_std > 0:
@@ -162,8 +162,7 @@ class ConsistencyTuning(Objective):
         distance: str | Any = "pseudo_huber",
     ) -> None:
         for name, value in (("total_steps", total_steps), ("stages", stages)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, value)
         if not q > 1:
             raise ValueError(f"q must be > 1, got {q!r}")
         if not p_std > 0:

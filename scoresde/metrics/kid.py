@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import is_int
+from .._validation import check_int
 from .frechet import as_numpy_2d
 
 
@@ -50,8 +50,7 @@ class PolynomialKernel:
     coef0: float = 1.0
 
     def __post_init__(self):
-        if not is_int(self.degree) or self.degree < 1:
-            raise ValueError(f"degree must be an integer >= 1, got {self.degree!r}")
+        check_int("degree", self.degree)
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Gram matrix between x (N, D) and y (M, D), shape (N, M)."""

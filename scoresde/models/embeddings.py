@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import is_int
+from .._validation import check_choice, check_int, is_int
 
 
 def _check_dim(dim: int) -> int:
@@ -85,8 +85,7 @@ TIME_EMBEDDINGS: dict[str, type[nn.Module]] = {
 
 def time_embedding(name: str, dim: int) -> nn.Module:
     """Build the embedding called ``name`` (a key of :data:`TIME_EMBEDDINGS`) with output size ``dim``."""
-    if name not in TIME_EMBEDDINGS:
-        raise ValueError(f"time_embedding must be one of {sorted(TIME_EMBEDDINGS)}, got {name!r}")
+    check_choice("time_embedding", name, TIME_EMBEDDINGS)
     return TIME_EMBEDDINGS[name](dim)
 
 
@@ -124,9 +123,7 @@ class LabelEmbedding(nn.Module):
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
-        if not is_int(num_classes) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int("num_classes", num_classes)
         self.table = nn.Embedding(num_classes + 1, dim)
         nn.init.zeros_(self.table.weight)
 

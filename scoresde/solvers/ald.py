@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int, check_positive
 from .base import Solver, StepContext
 
 
@@ -44,13 +44,8 @@ class AnnealedLangevinDynamics(Solver):
         self, n_steps_each: int = 100, epsilon: float | None = None, *, grid: str | None = None, rho: float = 7.0
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        if not is_int(n_steps_each) or n_steps_each < 1:
-            raise ValueError(f"n_steps_each must be an integer >= 1, got {n_steps_each!r}")
-        if epsilon is not None and not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
-            raise ValueError(f"epsilon must be a positive number or None, got {epsilon!r}")
-        self.n_steps_each = n_steps_each
-        self.nfe_per_step = n_steps_each
-        self.epsilon = None if epsilon is None else float(epsilon)
+        self.n_steps_each = self.nfe_per_step = check_int("n_steps_each", n_steps_each)
+        self.epsilon = check_positive("epsilon", epsilon, or_none=True)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs

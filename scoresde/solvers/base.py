@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import check_callable, check_count, is_real
+from .._validation import check_callable, check_count, check_positive
 from ..sde import SDE, ScoreFn
 from . import grids
 from .noise import NoiseSource
@@ -260,10 +260,8 @@ class Solver(abc.ABC):
     rho: float = 7.0
 
     def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
-        if not (is_real(rho) and math.isfinite(rho) and rho > 0):
-            raise ValueError(f"rho must be a positive number, got {rho!r}")
         self.grid_name = None if grid is None else grids.check_name(grid)
-        self.rho = float(rho)
+        self.rho = check_positive("rho", rho)
 
     @property
     def grid_kind(self) -> str:
@@ -321,6 +319,19 @@ class Solver(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
         return f"{type(self).__name__}({args})"
+
+
+class GaussianSolver(Solver):
+    """A solver whose step is a draw from a Gaussian kernel given the state and its score at t_i (:meth:`transition`,
+    which the particle filter reuses as its proposal): one score evaluation per step."""
+
+    @abc.abstractmethod
+    def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
+        """The kernel N(mean, var I) of x_{t_{i+1}} given x = x_{t_i} and score = s(x, t_i)."""
+
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
+        return mean + (var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)) * ctx.increment(x, i)
 
 
 def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:

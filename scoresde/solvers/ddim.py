@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._validation import is_real
+from .._validation import check_number
 from .base import StepContext
 from .exponential import ExponentialIntegrator
 
@@ -46,9 +46,7 @@ class DDIM(ExponentialIntegrator):
 
     def __init__(self, eta: float = 0.0, *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__("data", grid=grid, rho=rho)
-        if not (is_real(eta) and 0.0 <= eta <= 1.0):
-            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-        self.eta = float(eta)
+        self.eta = check_number("eta", eta, 0, 1)
         self.order = 1 if self.eta == 0 else 0.5
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:

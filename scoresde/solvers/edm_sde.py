@@ -23,14 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import is_real
+from .._validation import check_number
 from .base import Solver, StepContext
-
-
-def _non_negative(name: str, value: float) -> float:
-    if not (is_real(value) and not math.isnan(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
 
 
 class EDMStochastic(Solver):
@@ -66,8 +60,8 @@ class EDMStochastic(Solver):
         rho: float = 7.0,
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        self.S_churn, self.S_min = _non_negative("S_churn", S_churn), _non_negative("S_min", S_min)
-        self.S_max, self.S_noise = _non_negative("S_max", S_max), _non_negative("S_noise", S_noise)
+        churn = {"S_churn": S_churn, "S_min": S_min, "S_max": S_max, "S_noise": S_noise}
+        self.S_churn, self.S_min, self.S_max, self.S_noise = (check_number(k, v, 0, math.inf) for k, v in churn.items())
         if self.S_min > self.S_max:
             raise ValueError(f"S_min ({S_min}) must not exceed S_max ({S_max})")
 

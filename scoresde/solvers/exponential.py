@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validation import check_choice
 from .base import Solver, StepContext
 
 PREDICTIONS = ("data", "noise")
@@ -74,9 +75,7 @@ class ExponentialIntegrator(Solver):
 
     def __init__(self, prediction: str = "data", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        self.prediction = prediction
+        self.prediction = check_choice("prediction", prediction, PREDICTIONS)
 
     @staticmethod
     def node(ctx: StepContext, i: int) -> Node:
