@@ -65,11 +65,16 @@ def runtime_settings(c: dict[str, Any]) -> None:
     boolean("progress", c["progress"])
 
 
-def checkpoint_setting(config: DictConfig) -> None:
+def checkpoint_command(config: DictConfig) -> dict[str, Any]:
+    """The settings of a command that loads a checkpoint, as plain containers, after checking ``ckpt`` and the
+    runtime settings."""
     if OmegaConf.is_missing(config, "ckpt"):
         raise ValueError("ckpt=PATH is required: a checkpoint file (ckpt_<step>.pt) or a training run directory")
     if not Path(str(config.ckpt)).expanduser().exists():
         raise ValueError(f"ckpt: no checkpoint file or run directory at {config.ckpt}")
+    c = plain_config(config)
+    runtime_settings(c)
+    return c
 
 
 def eval_settings(e: dict[str, Any]) -> None:
@@ -121,9 +126,7 @@ def validate_train(config: DictConfig) -> None:
 
 def validate_sample(config: DictConfig) -> None:
     """``python -m scoresde.sample``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     integer("n", c["n"], 1)
     integer("steps", c["steps"], 1, none="the solver's default")
     integer("nfe", c.get("nfe"), 1, none="no budget (steps decide)")
@@ -153,9 +156,7 @@ def grid_setting(grid: Any, nfe: Any, solver: Any) -> None:
 
 def validate_schedule(config: DictConfig) -> None:
     """``python -m scoresde.schedule``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     integer("nfe", c["nfe"], 1)
     integer("pilots", c["pilots"], 1)
     integer("fine", c["fine"], 1)
@@ -171,9 +172,7 @@ def validate_schedule(config: DictConfig) -> None:
 
 def validate_likelihood(config: DictConfig) -> None:
     """``python -m scoresde.likelihood``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     choice("split", c["split"], ("test", "train"))
     integer("limit", c["limit"], 1, none="the whole split")
     for key in ("batch_size", "exact_max_dim", "n_probes", "n_dequant"):

@@ -46,7 +46,7 @@ class Quantization:
         centred: bool = False,
         grid_tol: float = 0.01,
     ):
-        check_int("levels (the number of discrete values)", levels, 2)
+        check_int("levels", levels, 2)  # the number of discrete values
         try:
             lo, hi = (float(v) for v in data_range)
         except (TypeError, ValueError) as err:

@@ -76,6 +76,7 @@ class AdaptiveSDE(Solver):
     default_steps = 1
     nfe_per_step = 2  # per attempt
     adaptive = True  # a budget keeps the output intervals and is spent by step()
+    reported = ("eps_abs", "eps_rel", "safety", "exponent", "h_init", "retry")
 
     def __init__(
         self,
@@ -197,7 +198,3 @@ class AdaptiveSDE(Solver):
                 ForcedStepWarning,
                 stacklevel=2,
             )
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"eps_abs": self.eps_abs, "eps_rel": self.eps_rel, "safety": self.safety,
-                                     "exponent": self.exponent, "h_init": self.h_init, "retry": self.retry}  # fmt: skip

@@ -16,7 +16,6 @@ x + sigma_L^2 s(x, sigma_L) (Song & Ermon 2020, Appendix B) is ``sample(..., den
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
@@ -39,6 +38,7 @@ class AnnealedLangevinDynamics(Solver):
 
     default_steps = 10
     default_grid = "log_snr"  # geometric noise levels
+    reported = ("n_steps_each", "epsilon")
 
     def __init__(
         self, n_steps_each: int = 100, epsilon: float | None = None, *, grid: str | None = None, rho: float = 7.0
@@ -57,6 +57,3 @@ class AnnealedLangevinDynamics(Solver):
         for _ in range(self.n_steps_each):
             x = x + (a / 2) * ctx.score(x, t) + math.sqrt(a) * ctx.noise(x)
         return x
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"n_steps_each": self.n_steps_each, "epsilon": self.epsilon}

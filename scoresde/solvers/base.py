@@ -239,8 +239,9 @@ class Solver(abc.ABC):
 
     Subclasses set ``order`` (convergence order of the method, None where it has no single one),
     ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval), ``default_grid`` (a name in
-    :data:`grids.GRIDS`) and ``adaptive`` (True where the step sizes follow an error estimate: a budget then keeps
-    the default grid of output intervals and only bounds the evaluations), implement :meth:`step` and may override
+    :data:`grids.GRIDS`), ``reported`` (the attributes :meth:`describe` reports) and ``adaptive`` (True where the
+    step sizes follow an error estimate: a budget then keeps the default grid of output intervals and only bounds
+    the evaluations), implement :meth:`step` and may override
     :meth:`plan` (how a budget becomes a grid; needed where the cost is not steps x nfe_per_step) and :meth:`check`
     (refuse SDEs or settings for which the method is not meaningful). Subclasses with their own ``__init__`` call
     ``super().__init__(grid=grid, rho=rho)``.
@@ -256,6 +257,7 @@ class Solver(abc.ABC):
     nfe_per_step: int = 1
     default_grid: str = "uniform"
     adaptive: bool = False
+    reported: tuple[str, ...] = ()
     grid_name: str | None = None
     rho: float = 7.0
 
@@ -313,8 +315,10 @@ class Solver(abc.ABC):
         return [self]
 
     def describe(self) -> dict[str, Any]:
-        """Settings worth reporting in :attr:`SampleInfo.extras` (subclasses add theirs to ``super().describe()``)."""
-        return {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})
+        """Settings worth reporting in :attr:`SampleInfo.extras`: the grid (and rho on "karras") and the attributes
+        named in ``reported`` (subclasses with more to say add it to ``super().describe()``)."""
+        grid = {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})
+        return grid | {name: getattr(self, name) for name in self.reported}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())

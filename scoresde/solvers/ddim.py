@@ -22,7 +22,6 @@ of the same path is 2-13% smaller than with a path in lambda, sigma or 1 / sigma
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
@@ -43,6 +42,7 @@ class DDIM(ExponentialIntegrator):
     """
 
     default_grid = "quadratic"
+    reported = ("eta",)
 
     def __init__(self, eta: float = 0.0, *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__("data", grid=grid, rho=rho)
@@ -57,6 +57,3 @@ class DDIM(ExponentialIntegrator):
         eps = (x - a.alpha * x0) / a.sigma
         c = self.eta * b.sigma * math.sqrt(-math.expm1(-2 * (b.lam - a.lam)))
         return b.alpha * x0 + math.sqrt(max(b.sigma**2 - c**2, 0.0)) * eps + c * ctx.increment(x, i)
-
-    def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in super().describe().items() if k != "prediction"} | {"eta": self.eta}

@@ -30,7 +30,6 @@ docs/guides/defaults.md).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
@@ -55,6 +54,7 @@ class DPMSolverPP2MSDE(Solver):
     order = 1.0  # strong order of a stochastic step; the deterministic part is second order
     default_steps = 50
     default_grid = "log_snr"
+    reported = ("eta", "s_noise", "solver_type", "lower_order_final")
 
     def __init__(
         self,
@@ -93,7 +93,3 @@ class DPMSolverPP2MSDE(Solver):
         if self.eta > 0 and self.s_noise > 0:
             out = out + (s1 * math.sqrt(-math.expm1(-2 * eta_h)) * self.s_noise) * ctx.increment(x, i)
         return m1 * out
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"eta": self.eta, "s_noise": self.s_noise, "solver_type": self.solver_type,
-                                     "lower_order_final": self.lower_order_final}  # fmt: skip

@@ -18,7 +18,6 @@ Two score evaluations per step (EDM's last step to sigma = 0 is Euler; here the 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +47,7 @@ class EDMStochastic(Solver):
     default_steps = 25
     nfe_per_step = 2
     default_grid = "logistic"
+    reported = ("S_churn", "S_min", "S_max", "S_noise")
 
     def __init__(
         self,
@@ -90,11 +90,3 @@ class EDMStochastic(Solver):
         x_euler = x_tilde + (s1 - sigma_hat) * d0
         d1 = (-s1 * m1) * ctx.score(m1 * x_euler, ctx.t(i + 1))
         return m1 * (x_tilde + (0.5 * (s1 - sigma_hat)) * (d0 + d1))
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {
-            "S_churn": self.S_churn,
-            "S_min": self.S_min,
-            "S_max": self.S_max,
-            "S_noise": self.S_noise,
-        }

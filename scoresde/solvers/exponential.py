@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -72,6 +71,7 @@ class ExponentialIntegrator(Solver):
     order = 1
     default_steps = 20
     default_grid = "log_snr"
+    reported = ("prediction",)
 
     def __init__(self, prediction: str = "data", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
@@ -111,6 +111,3 @@ class ExponentialIntegrator(Solver):
         """DDIM / DPM-Solver-1 (Lu et al. 2022a, eq. 3.7; 2022b, eq. 11): x_b = L x_a - C (e^hh - 1) M_a."""
         tr = self.transfer(a, b)
         return tr.L * x - (tr.C * math.expm1(tr.hh)) * model
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"prediction": self.prediction}

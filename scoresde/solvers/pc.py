@@ -76,6 +76,7 @@ class Ancestral(GaussianSolver, Predictor):
     """
 
     order = 0.5
+    reported = ("variance",)
 
     def __init__(self, variance: str = "analytic", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
@@ -95,9 +96,6 @@ class Ancestral(GaussianSolver, Predictor):
         else:
             var = lam2
         return GaussianTransition((x + v * score) / r, var)
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"variance": self.variance}
 
 
 class NoPredictor(Predictor):
