@@ -197,9 +197,7 @@ class KeyedNoise(NoiseSource):
     def __init__(self, seed: int, offset: int = 0) -> None:
         if not is_int(seed):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not is_int(offset) or offset < 0:
-            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
-        self.seed, self.offset, self._calls = seed, offset, 0
+        self.seed, self.offset, self._calls = seed, check_int("offset", offset, 0), 0
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         index = torch.arange(like.shape[0], device=like.device) if index is None else index.to(like.device)
