@@ -119,7 +119,7 @@ def main() -> None:
         opt.step()
         d = min(0.999, (1 + step) / (10 + step))
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), denoiser.parameters()):
+            for pe, p in zip(ema.parameters(), denoiser.parameters(), strict=True):
                 pe.lerp_(p, 1 - d)
         losses.append(loss.item())
     train_s = time.perf_counter() - start
