@@ -36,6 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     run_dir = args.run_dir.resolve()
     load_before = load_after = None
+    meta = record(threads=1, placeholders={"RUN": str(args.run_dir), "RUN ": str(run_dir)})  # the commit it ran at
     overrides = list(args.overrides)
     if args.record_only:
         overrides = [o for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
@@ -46,7 +47,6 @@ def main() -> None:
         subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
         load_after = os.getloadavg()
     summary = json.loads((run_dir / "summary.json").read_text())
-    meta = record(threads=1, placeholders={"RUN": str(args.run_dir), "RUN ": str(run_dir)})
     meta["cli_command"] = " ".join(["python -m scoresde.train", *overrides, "progress=false", "hydra.run.dir=RUN"])
     payload = {
         "overrides": overrides,
