@@ -104,6 +104,7 @@ def validate_train(config: DictConfig) -> None:
     integer("sample.n", c["sample"]["n"], 1)
     integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
     eval_settings(c["eval"])
+    boolean("data.dequantize", c["data"].get("dequantize", False))
     sigma_data = c["model"].get("sigma_data")
     if sigma_data not in (None, "auto") and (isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float))
                                              or not math.isfinite(sigma_data) or sigma_data <= 0):  # fmt: skip
