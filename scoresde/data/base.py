@@ -188,7 +188,7 @@ class UniformDequantization:
     """
 
     def __init__(self, levels: int, data_range: tuple[float, float] = (-1.0, 1.0)) -> None:
-        self.levels = _check_levels(levels)
+        self.levels = check_int("levels", levels, 2)
         self.data_range = _check_range(data_range)
 
     def __repr__(self) -> str:
