@@ -32,7 +32,7 @@ def _config(name, *overrides):
         ("threads=-3", "threads must be an integer >= 1 or null"),
         ("progress=maybe", "progress must be true or false"),
         ("device=tpu", "device: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-        ("solver=pc solver.snr=-1", "solver: snr must be a positive number"),
+        ("solver=pc solver.snr=-1", "solver: snr must be a positive finite number"),
         ("solver=pc_vp", None),  # a good one
     ],
 )

@@ -186,7 +186,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> None:
+    """Console-script entry point (``scoresde-train``)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_error(run_dir, fresh=True):  # removes the run directory only if it holds nothing but hydra's files
         validate_train(cfg)  # done by the preflight already, except in multirun jobs
@@ -196,11 +197,6 @@ def _main(cfg: DictConfig) -> None:
             log.info("%s", note)
         run(cfg, run_dir, runtime)
         finish(runtime)
-
-
-def main() -> None:
-    """Console-script entry point (``scoresde-train``)."""
-    _main()
 
 
 if __name__ == "__main__":
