@@ -111,8 +111,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "oracle.csv")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    meta = record(threads=1, n=args.n if not args.quick else 500, seed=args.seed, sample_seeds=args.sample_seeds,
-                  train_threads=1, quick=args.quick)  # fmt: skip
+    places = {"WORK_DIR": str(args.work), "TEACHER_MIXTURE": str(args.teacher_mixture or ""),
+              "TEACHER_GAUSSIAN": str(args.teacher_gaussian or ""), "benchmarks": str(ROOT / "benchmarks")}  # fmt: skip
+    meta = record(threads=1, placeholders=places, n=args.n if not args.quick else 500, seed=args.seed,
+                  sample_seeds=args.sample_seeds, train_threads=1, quick=args.quick)  # fmt: skip
     seeds = range(args.seed, args.seed + args.sample_seeds)
     n = 500 if args.quick else args.n
     short = ["train.steps=20"] if args.quick else []
