@@ -162,6 +162,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
     if hasattr(train_config.objective, "teacher_calls") and result.steps_run:  # consistency distillation's cost
         summary["teacher_calls_per_step"] = train_config.objective.teacher_calls / result.steps_run
+        summary["levels"] = train_config.objective.N  # N=auto: the levels chosen from the teacher's map error
+        summary["map_errors"] = {str(k): v for k, v in train_config.objective.map_errors.items()}
     if runtime.world_size > 1:
         summary["replica_deviation"] = result.replica_deviation
         if runtime.is_main:
