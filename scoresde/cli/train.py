@@ -189,7 +189,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         )
         report = evaluate_likelihood(sde, trainer.ema.model, dataset.train, dataset.test[:n_test].to(runtime.device),
                                      levels=dataset.levels, data_range=dataset.data_range, seed=int(cfg.seed),
-                                     **options)  # fmt: skip
+                                     centred_bins=bool(cfg.data.get("dequantize", False)), **options)  # fmt: skip
         log.info("%s\n  (%d score evaluations, %.1f s)", report.table(), report.nfe, report.wall_time)
         summary["eval"] = report.as_dict()
         (run_dir / "eval.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
