@@ -55,10 +55,15 @@ def to_levels(x: Tensor, levels: int, data_range: tuple[float, float] = (-1.0, 1
     return k.clamp(0, levels - 1).long()
 
 
-def dequantize(k: Tensor, u: Tensor, levels: int, data_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
-    """Uniform dequantisation lo + (hi - lo)(k + u) / K of levels k with u in [0, 1), same shape as k."""
+def dequantize(
+    k: Tensor, u: Tensor, levels: int, data_range: tuple[float, float] = (-1.0, 1.0), *, centred: bool = False
+) -> Tensor:
+    """Uniform dequantisation lo + (hi - lo)(k + u) / K of levels k with u in [0, 1), same shape as k; ``centred``:
+    lo + (hi - lo)(k + u - 1/2) / (K - 1), the bins centred on the stored values."""
     levels = check_int("levels", levels, 2)
     lo, hi = _check_range(data_range)
+    if centred:
+        return lo + (hi - lo) * (k.to(u.dtype) + u - 0.5) / (levels - 1)
     return lo + (hi - lo) * (k.to(u.dtype) + u) / levels
 
 
@@ -203,8 +208,7 @@ class UniformDequantization:
         k = to_levels(x, self.levels, self.data_range)
         device = generator.device if generator is not None else x.device
         u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=device).to(x.device)
-        lo, hi = self.data_range
-        return (lo + (k.double() + u - 0.5) * (hi - lo) / (self.levels - 1)).to(x.dtype)
+        return dequantize(k, u, self.levels, self.data_range, centred=True).to(x.dtype)
 
 
 class Chain:
