@@ -55,10 +55,9 @@ class AdaptiveSDE(Solver):
     ``steps`` counts output intervals (default 1: one adaptive solve from T to eps). With a budget
     (``sample(..., nfe=K)``) the solve never spends more than K score calls: once only one more attempt fits,
     every running sample takes one final, unconditionally accepted step to the end of the interval. Such a step can
-    be long (a classifier-guided mixture at nfe=50 jumped most of the way from T and put 19-27% of the samples in the
-    requested component), so it warns (:class:`ForcedStepWarning`) and ``SampleInfo.extras`` reports how far it
-    jumped: ``forced_jump_max`` / ``forced_jump_mean`` (the forced step's length in t, over the forced samples) and
-    ``forced_from_sigma_max`` (the largest noise level sigma(t) a forced step started from).
+    be long (docs/guides/defaults.md), so it warns (:class:`ForcedStepWarning`) and ``SampleInfo.extras`` reports how
+    far it jumped: ``forced_jump_max`` / ``forced_jump_mean`` (the forced step's length in t, over the forced
+    samples) and ``forced_from_sigma_max`` (the largest noise level sigma(t) a forced step started from).
 
     Args:
         eps_abs: Absolute tolerance (paper: 0.0078, for data in [-1, 1]).

@@ -58,8 +58,7 @@ class Ancestral(GaussianSolver, Predictor):
     from the same formula. The reverse variance sigma_i^2 is one of
 
     * "beta_tilde": the posterior variance lambda_i^2 = v_i s_{i+1}^2 / s_i^2, exact when x_0 is known: DDPM's
-      sigma^2 = beta-tilde. It ignores the uncertainty of x0_hat, so on a coarse grid samples are too narrow
-      (VP, 100 steps: 0.82 of the target variance on the 64-D Gaussian);
+      sigma^2 = beta-tilde. It ignores the uncertainty of x0_hat, so on a coarse grid samples are too narrow;
     * "beta": sigma^2 = v_i, DDPM's other choice and the reference implementation's (score_sde_pytorch);
     * "analytic": Analytic-DPM's optimal variance (Bao et al. 2022, Thm. 1) in this kernel's terms,
       lambda_i^2 + b_i^2 (s_i / m_i)^2 (1 - s_i^2 Gamma_i), clipped to [lambda_i^2, lambda_i^2 + b_i^2 (s_i / m_i)^2],
@@ -69,8 +68,7 @@ class Ancestral(GaussianSolver, Predictor):
       reference's Langevin step, a sample depends on its batch.
 
     Args:
-        variance: "analytic" (default: measured best, see benchmarks/stochastic_solvers.py), "beta_tilde" or
-            "beta" (see above).
+        variance: "analytic" (default; docs/guides/defaults.md), "beta_tilde" or "beta" (see above).
         grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
         rho: Exponent of the "karras" grid.
     """
