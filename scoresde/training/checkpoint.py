@@ -181,14 +181,6 @@ def open_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return path, read_checkpoint(path, map_location=map_location)
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A .pt file as given; a run directory or its ``checkpoints/`` folder -> its newest readable checkpoint."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    return open_checkpoint(path)[0] if path.is_dir() else path
-
-
 # ---------------------------------------------------------------------------------------------- RNG
 def rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
     """The global torch / CUDA / numpy / python RNG states and those of ``generators``, as plain containers."""
