@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
-from .._validation import is_int
+from .._validation import check_int
 from ..sde import SDE
 
 FORMAT = "scoresde-checkpoint"
@@ -114,10 +114,8 @@ class CheckpointManager:
     """
 
     def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
-        if not is_int(keep_last) or keep_last < 1:
-            raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
         self.directory = Path(directory)
-        self.keep_last = keep_last
+        self.keep_last = check_int("keep_last", keep_last)
 
     def paths(self) -> list[Path]:
         """Existing checkpoints, oldest first."""
