@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .._validation import check_number
+from .._validation import check_choice, check_number
 from .base import Solver, StepContext
 from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
@@ -95,9 +95,7 @@ class AdaptiveSDE(Solver):
         self.safety = check_number("safety", safety, 0, 1, "(]")
         self.exponent = check_number("exponent", exponent, 0, math.inf, "(]")
         self.h_init = check_number("h_init", h_init, 0, 1, "(]")
-        if retry not in ("bridge", "redraw"):
-            raise ValueError(f"retry must be 'bridge' or 'redraw', got {retry!r}")
-        self.retry = retry
+        self.retry = check_choice("retry", retry, ("bridge", "redraw"))
 
     def _state(self, x: Tensor, ctx: StepContext) -> dict[str, Any]:
         mem = ctx.memory

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_choice, check_int, check_positive, from_name
 from .base import GaussianSolver, GaussianTransition, Solver, StepContext
 from .euler_maruyama import EulerMaruyama
 
@@ -215,15 +215,6 @@ CORRECTORS: dict[str, type[Corrector]] = {
 }
 
 
-def _resolve(kind: str, value: Any, table: dict[str, type], base: type, **kwargs: Any) -> Any:
-    """An object passed through, or a name looked up in ``table`` and built with ``kwargs``."""
-    if isinstance(value, base):
-        return value
-    if isinstance(value, str) and value in table:
-        return table[value](**kwargs)
-    raise ValueError(f"{kind} must be one of {sorted(table)} or a {base.__name__} object, got {value!r}")
-
-
 def _named_options(kind: str, value: Any, accepts: dict[str, tuple[str, ...]], **options: Any) -> dict[str, Any]:
     """The options that are not None, checked against what the component named ``value`` accepts."""
     given = {k: v for k, v in options.items() if v is not None}
@@ -270,12 +261,12 @@ class PredictorCorrector(Solver):
     ) -> None:
         super().__init__(grid=grid, rho=rho)
         pred_options = _named_options("predictor", predictor, {"ancestral": ("variance",)}, variance=variance)
-        self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor, **pred_options)
+        self.predictor = from_name("predictor", predictor, PREDICTORS, Predictor, **pred_options)
         corr_accepts = {"langevin": ("snr", "n_steps", "snr_rule"), "annealed_langevin": ("snr", "n_steps")}
         corr_options = _named_options(
             "corrector", corrector, corr_accepts, snr=snr, n_steps=n_corrector_steps, snr_rule=snr_rule
         )
-        self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **corr_options)
+        self.corrector = from_name("corrector", corrector, CORRECTORS, Corrector, **corr_options)
         if isinstance(self.predictor, NoPredictor) and isinstance(self.corrector, NoCorrector):
             raise ValueError("predictor='none' with corrector='none' does nothing; choose at least one of them")
         self.nfe_per_step = self.predictor.nfe_per_step + self.corrector.n_steps

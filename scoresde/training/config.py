@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._validation import check_int, is_real
+from .._validation import check_choice, check_int, is_real
 from .objectives import DSMObjective
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -108,8 +108,7 @@ class TrainConfig:
         _check_number("label_dropout", self.label_dropout, positive=False)
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        check_choice("precision", self.precision, PRECISIONS)
         if not callable(self.objective):
             raise TypeError(f"objective must be callable as objective(model, x0, generator), got {self.objective!r}")
         self.adam_betas = tuple(betas)
