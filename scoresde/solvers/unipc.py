@@ -10,7 +10,7 @@ uses the previous model outputs M_{-k} at r_k = (lambda_{-k} - lambda_0) / h and
 with M~_{i+1} = M(x~_{i+1}, t_{i+1}), which is also the model output the next step starts from. The weights solve
 R a = b with R_{jk} = r_k^j and b_j = j! g_{j+1}(hh) / B(h) (their Theorem 3.1; r_p = 1 for the corrector);
 order 2 predictors and order 1 correctors take their closed-form a = 1/2. B(h) = hh ("bh1") or e^hh - 1 ("bh2");
-"auto" takes bh1 for runs below 15 steps.
+"auto" takes bh1 for runs below 10 steps (FEW_STEPS).
 The corrector is skipped after the last step (it would need one more evaluation). The first steps use lower
 orders until enough history exists; with ``lower_order_final`` the last steps lower the order again.
 """
@@ -30,9 +30,11 @@ from .base import StepContext
 from .exponential import PREDICTIONS, ExponentialIntegrator, Node, Transfer, phi
 
 VARIANTS = ("bh1", "bh2", "auto")
-FEW_STEPS = 15
-"""Runs below this many steps take B(h) = h (``variant="auto"``) on the "logistic" grid (the default grid); longer
-runs take B(h) = e^h - 1 on the log-SNR grid, the UniPC authors' recommended setting."""
+FEW_STEPS = 10
+"""The published step-count threshold of both packages: UniPC takes B(h) = h below it and B(h) = e^h - 1 from it
+("bh1 for unconditional sampling when steps < 10, and bh2 otherwise", the docstring of the authors' diffusers port,
+UniPCMultistepScheduler), and DPM-Solver lowers the order of its final steps only below it (``lower_order_final and
+steps < 10`` in dpm_solver_pytorch.py). The fast solvers' default rules switch here (``UniPC``, ``DPMSolver``)."""
 
 
 def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
@@ -48,26 +50,27 @@ def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
 class UniPC(ExponentialIntegrator):
     """UniPC-p: UniP-p predictor with the UniC corrector (Zhao et al. 2023, Algorithms 1-3), one NFE per step.
 
-    The defaults switch at 15 steps. From 15 they are the authors' advice for unconditional sampling of
-    low-resolution models: order 3, data prediction, lower-order final steps, the log-SNR grid (their score_sde
-    example, example/score_sde_pytorch) and B(h) = e^h - 1 (the docstring of their diffusers port,
-    UniPCMultistepScheduler: "bh1 for unconditional sampling when steps < 10, and bh2 otherwise"), which the
-    library then matches to round-off; on the 64-D oracle Gaussian only the log-SNR grid resolves every scale.
-    Below 15 steps they keep B(h) = h on the "logistic" grid, which concentrates the steps near sigma = 1 and did
-    better on the digits models. With the exact score noise prediction is often more accurate, but with a learned
-    score it overshoots at 5-10 NFE, so data prediction is the default (the measurements: docs/guides/benchmarks.md).
+    The defaults are UniPC-3 with data prediction and lower-order final steps (the authors' score_sde example,
+    example/score_sde_pytorch/sample.sh) and switch at ``FEW_STEPS`` = 10 steps, where the authors switch B(h):
+    below 10, B(h) = h on the time-uniform grid (their code's defaults: ``variant='bh1'``,
+    ``skip_type='time_uniform'`` in uni_pc.py); from 10, B(h) = e^h - 1 on the log-SNR grid (their advice for
+    low-resolution models), which resolves data spread over several decades of scale. The rule was chosen among
+    the published settings on the selection split of benchmarks/fast_solvers.py (12 random problems x 3 SDEs,
+    seeds 0-11) and is reported on its held-out split (docs/guides/samplers.md). With the exact score noise
+    prediction is often more accurate, but with a learned score it overshoots at 5-10 NFE, so data prediction is
+    the default (the measurements: docs/guides/benchmarks.md).
 
     Args:
         order: Order p of the predictor, 1-3 (the corrector adds one).
-        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1) or "auto" (bh1 for runs below 15 steps, else bh2).
+        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1) or "auto" (bh1 for runs below 10 steps, else bh2).
         prediction: "data" (their code's default) or "noise".
         lower_order_final: Lower the order of the last steps to the steps left (their code's default).
-        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "logistic" below 15 steps, else
-            "log_snr" (uniform in lambda).
+        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "uniform" (in time) below 10 steps,
+            else "log_snr" (uniform in lambda).
         rho: Exponent of the "karras" grid.
     """
 
-    default_grid = "logistic below 15 steps, else log_snr"
+    default_grid = "uniform below 10 steps, else log_snr"
 
     def __init__(
         self,
@@ -89,9 +92,9 @@ class UniPC(ExponentialIntegrator):
         self.order, self.variant, self.lower_order_final = order, variant, lower_order_final
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """The ``grid`` option's grid; by default "logistic" for runs below 15 steps and "log_snr" from 15."""
+        """The ``grid`` option's grid; by default "uniform" for runs below 10 steps and "log_snr" from 10."""
         if self.grid_name is None:
-            return grids.make("logistic" if steps < FEW_STEPS else "log_snr", sde, steps, eps)
+            return grids.make("uniform" if steps < FEW_STEPS else "log_snr", sde, steps, eps)
         return super().grid(sde, steps, eps)
 
     def b_of_h(self, hh: float, steps: int) -> float:
