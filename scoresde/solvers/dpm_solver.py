@@ -132,13 +132,15 @@ class DPMSolver(ExponentialIntegrator):
     def variants(self, steps: int) -> list[DPMSolver]:
         """Itself, then each prediction (DPM-Solver and DPM-Solver++) and, multistep, order 2 and 3 (2M / 3M) with
         and without lower-order final steps (their code's default is with); ``solver_type`` kept. Single-step orders
-        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3."""
+        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3. "auto" options
+        count as what they resolve to for ``steps`` steps."""
         if type(self) is not DPMSolver:
             return [self]
         multi = self.method == "multistep"
         orders = sorted({self.order, 2, 3}) if multi else [self.order]
-        finals = (False, True) if multi else (self.lower_order_final,)
-        own = (self.order, self.prediction, self.lower_order_final)
+        concrete = self.resolved(steps)  # "auto" options as this run resolves them: not run twice
+        finals = (False, True) if multi else (concrete.lower_order_final,)
+        own = (self.order, concrete.prediction, concrete.lower_order_final)
         out = [self]
         for option in product(orders, PREDICTIONS, finals):
             if option != own:
