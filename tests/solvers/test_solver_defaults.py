@@ -20,23 +20,28 @@ def _rmse(x, exact):
 def test_the_rules_switch_at_the_published_threshold():
     """UniPC's "bh1 when steps < 10, bh2 otherwise" and DPM-Solver's ``lower_order_final and steps < 10``."""
     assert FEW_STEPS == 10
-    assert [UniPC.resolved_variant(s) for s in (1, 9, 10, 50)] == ["bh1", "bh1", "bh2", "bh2"]
+    assert [UniPC.resolved_variant(s) for s in (1, 9, 10, 50)] == ["bh1", "bh1", "bh2", "bh2"]  # variant="auto"
+    few, many = UniPC().resolved(9), UniPC().resolved(10)
+    assert (few.order, few.variant, few.prediction, few.lower_order_final) == (2, "bh2", "data", True)  # diffusers
+    assert (many.order, many.variant, many.prediction, many.lower_order_final) == (3, "bh2", "data", True)
     few, many = DPMSolver().resolved(9), DPMSolver().resolved(10)
     assert (few.prediction, few.lower_order_final, few.order) == ("data", True, 2)  # DPM-Solver++(2M)
     assert (many.prediction, many.lower_order_final, many.order) == ("noise", False, 2)  # DPM-Solver-2M
 
 
-@pytest.mark.parametrize(("steps", "variant", "grid"), [(5, "bh1", "uniform"), (9, "bh1", "uniform"),
-                                                         (10, "bh2", "log_snr"), (20, "bh2", "log_snr")])  # fmt: skip
-def test_unipc_default_is_bh1_on_time_uniform_below_10_steps_else_bh2_on_log_snr(steps, variant, grid):
+@pytest.mark.parametrize(("steps", "order", "grid"), [(5, 2, "uniform"), (9, 2, "uniform"), (10, 3, "log_snr"),
+                                                      (20, 3, "log_snr")])  # fmt: skip
+def test_unipc_default_is_order_2_on_time_uniform_below_10_steps_else_order_3_on_log_snr(steps, order, grid):
     sde, data = scoresde.VPSDE(), eight_gaussians()
     x_T = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     run = lambda **o: scoresde.sample(sde, data.score_fn(sde), None, start=x_T, solver="unipc", steps=steps, **o)[0]  # noqa: E731
     default = run()
-    assert torch.equal(default, run(variant=variant, grid=grid))
-    other = {"bh1": "bh2", "bh2": "bh1"}[variant]
-    assert not torch.equal(default, run(variant=other, grid=grid))
-    assert not torch.equal(default, run(variant=variant, grid={"uniform": "log_snr", "log_snr": "uniform"}[grid]))
+    assert torch.equal(default, run(order=order, variant="bh2", grid=grid))
+    assert not torch.equal(default, run(order=5 - order, variant="bh2", grid=grid))
+    assert not torch.equal(default, run(order=order, variant="bh1", grid=grid))
+    assert not torch.equal(
+        default, run(order=order, variant="bh2", grid={"uniform": "log_snr", "log_snr": "uniform"}[grid])
+    )
     torch.testing.assert_close(UniPC().grid(sde, steps, EPS), grids.make(grid, sde, steps, EPS), rtol=0, atol=0)
 
 
@@ -44,10 +49,13 @@ def test_unipc_explicit_grid_and_variant_override_the_rule():
     sde = scoresde.VESDE()
     torch.testing.assert_close(UniPC(grid="karras").grid(sde, 20, EPS), grids.karras(sde, 20, EPS), rtol=0, atol=0)
     assert UniPC(variant="bh1").b_of_h(-0.5, 20) == -0.5
-    assert UniPC().b_of_h(-0.5, 20) == pytest.approx(torch.tensor(-0.5).expm1().item())
-    assert UniPC().b_of_h(-0.5, 9) == -0.5
+    assert UniPC().b_of_h(-0.5, 9) == UniPC().b_of_h(-0.5, 20) == pytest.approx(torch.tensor(-0.5).expm1().item())
+    assert UniPC(variant="auto").b_of_h(-0.5, 9) == -0.5
+    assert UniPC(order=3).resolved(5).order == 3 and UniPC(order=1).variants(5)[0].order == 1
     with pytest.raises(ValueError, match="variant must be one of"):
         UniPC(variant="bh3")
+    with pytest.raises(ValueError, match="order must be 1, 2, 3 or 'auto'"):
+        UniPC(order=4)
 
 
 @pytest.mark.parametrize(("steps", "prediction", "final", "grid"), [(5, "data", True, "log_snr"),
