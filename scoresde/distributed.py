@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._validation import is_int
+from ._validation import check_int
 from .sampling import sample
 from .sde import SDE, ScoreFn
 from .solvers.noise import KeyedNoise, hash_words, keyed_normal
@@ -158,10 +158,7 @@ def broadcast_from_main(obj: Any, group: ProcessGroup | None = None) -> Any:
 
 def num_chunks(n: int, chunk_size: int) -> int:
     """How many chunks of ``chunk_size`` cover n items (the last one may be shorter)."""
-    for name, value in (("n", n), ("chunk_size", chunk_size)):
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return -(-n // chunk_size)
+    return -(-check_int("n", n) // check_int("chunk_size", chunk_size))
 
 
 def chunk_range(k: int, n: int, chunk_size: int) -> range:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._validation import check_generator
 from .models.parameterization import check_score_sde
 from .sampling import make_solver, sample
 from .sde import SDE, ScoreFn
@@ -109,8 +110,7 @@ def img2img(
     intervals = len(solver.plan(sde, eps, steps=steps, nfe=nfe)) - 1  # validates steps/nfe, applies the default
     times = edit_grid(solver, sde, t_start, eps, intervals)
     solver.check(sde)
-    if generator is not None and generator.device != x.device:
-        raise ValueError(f"generator is on {generator.device} but x is on {x.device}")
+    check_generator(generator, x.device, "x")
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_t = float(sde.mean_scale(t_start)) * x + float(sde.std(t_start)) * z
     # the reverse solve is sample() from x_t on the grid that starts at t_start: one loop, one denoising step

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validation import from_name
+from ._validation import check_generator, from_name
 from .consistency.parameterization import check_model_kind
 from .sde import SDE, ScoreFn
 from .solvers import SOLVERS, grids
@@ -131,8 +131,7 @@ def sample(
     if device is None:
         device = start.device if isinstance(start, Tensor) else generator.device if generator is not None else None
     device = torch.device(device) if device is not None else torch.empty(0).device
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but the sample is on {device}")
+    check_generator(generator, device, "the sample")
     score = CountingScore(score_fn, budget=nfe)
     noise_source = make_noise(noise, seed, generator, eps, sde.T)
     stats: dict[str, Any] = {}

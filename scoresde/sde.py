@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._utils import append_dims, batch_time, check_time_range, sum_except_batch
-from ._validation import check_callable, is_int
+from ._validation import check_callable, check_int
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """A score function ``score_fn(x, t) -> Tensor`` with x of shape (B, ...) and t of shape (B,)."""
@@ -365,7 +365,7 @@ class VPSDE(SDE):
 
         With the defaults and N = 1000 these are Ho et al.'s 1e-4 ... 0.02; the VP SDE is their N -> inf limit.
         """
-        N = _check_levels(N)
+        N = check_int("N (number of discrete levels)", N, 2)
         return torch.linspace(self.beta_min / N, self.beta_max / N, N, dtype=torch.float64)
 
 
@@ -446,11 +446,5 @@ class VESDE(SDE):
 
     def discrete_sigmas(self, N: int) -> Tensor:
         """NCSN's geometric noise levels sigma_min ... sigma_max, increasing (float64, shape (N,))."""
-        N = _check_levels(N)
+        N = check_int("N (number of discrete levels)", N, 2)
         return torch.exp(torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), N, dtype=torch.float64))
-
-
-def _check_levels(N: int) -> int:
-    if not is_int(N) or N < 2:
-        raise ValueError(f"N (number of discrete levels) must be an integer >= 2, got {N!r}")
-    return N

@@ -32,7 +32,8 @@ def _config(name, *overrides):
         ("threads=-3", "threads must be an integer >= 1 or null"),
         ("progress=maybe", "progress must be true or false"),
         ("device=tpu", "device: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-        ("solver=pc solver.snr=-1", "solver: snr must be a positive number"),
+        ("solver=pc solver.snr=-1", "solver: snr must be a positive finite number"),
+        ("data.dequantize=maybe", "data.dequantize must be true or false, got 'maybe'"),
         ("solver=pc_vp", None),  # a good one
     ],
 )
@@ -139,3 +140,21 @@ def test_errors_become_one_line_and_a_fresh_empty_run_directory_goes(tmp_path, c
         raise ValueError("shown")
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and "ValueError: shown" in err
+
+
+def test_data_dequantize_needs_discrete_data_and_keeps_the_datasets_own_augmentation():
+    import torch
+
+    from scoresde.cli._runtime import SettingError
+    from scoresde.cli.train import train_transform
+    from scoresde.data import Chain, RandomHorizontalFlip, UniformDequantization, digits, gaussian
+
+    ds = digits()
+    assert train_transform(ds, False) is None
+    assert isinstance(train_transform(ds, True), UniformDequantization)
+    ds.train_transform = RandomHorizontalFlip()
+    chained = train_transform(ds, True)
+    assert isinstance(chained, Chain) and isinstance(chained.transforms[0], RandomHorizontalFlip)
+    assert not torch.equal(chained(ds.train[:4], generator=torch.Generator().manual_seed(0)), ds.train[:4])
+    with pytest.raises(SettingError, match="data.dequantize=true needs discrete data"):
+        train_transform(gaussian(), True)

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from .._instantiate import instantiate
+from .._validation import check_int
 from ..consistency import OUTPUTS
 from ..consistency.build import build_consistency_model, resolve_output, resolve_sigma_data
 from ..training.checkpoint import Checkpoint, load_checkpoint
@@ -79,9 +80,7 @@ def validate_consistency(c: dict[str, Any]) -> None:
                                 or not math.isfinite(value) or value <= 0):  # fmt: skip
             raise ValueError(f"consistency.{key} must be auto (the teacher's, else measured from the training data) "
                              f"or a positive finite number, got {value!r}")  # fmt: skip
-    steps = block.get("sample_steps", 1)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"consistency.sample_steps must be an integer >= 1, got {steps!r}")
+    check_int("consistency.sample_steps", block.get("sample_steps", 1))
     target, teacher = _objective_target(c), c.get("teacher")
     if target in NEEDS_TEACHER and teacher in (None, "???"):
         raise ValueError(f"teacher: train={target.rsplit('.', 1)[-1]} needs {NEEDS_TEACHER[target]}")

@@ -24,6 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .._validation import check_choice
 from ..training.checkpoint import CheckpointManager, checkpoint_step, config_diff, open_checkpoint
 from ._runtime import HYDRA_FILES, exit_on_error, plain_config
 from ._settings import VALIDATORS
@@ -235,9 +236,7 @@ class Preflight(Callback):
     """The hydra callback: ``command`` is ``"train"``, ``"sample"`` or ``"likelihood"``."""
 
     def __init__(self, command: str) -> None:
-        if command not in VALIDATORS:
-            raise ValueError(f"command must be one of {sorted(VALIDATORS)}, got {command!r}")
-        self.command = command
+        self.command = check_choice("command", command, VALIDATORS)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("list_solvers") is True:  # python -m scoresde.sample list_solvers=true: print, write nothing

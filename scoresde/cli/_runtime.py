@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from .._validation import is_int
-from ..distributed import init_from_env, launch_env
+from ..distributed import broadcast_from_main, init_from_env, launch_env
 
 
 def config_dir() -> Path:
@@ -97,9 +97,7 @@ def shared_run_dir(own: Path, runtime: Runtime) -> Path:
     """
     if runtime.world_size == 1:
         return own
-    box = [str(own)]
-    dist.broadcast_object_list(box, src=0)
-    shared = Path(box[0])
+    shared = Path(broadcast_from_main(str(own)))
     if shared != own and own.exists() and {p.name for p in own.iterdir()} <= {".hydra", "train.log", "sample.log"}:
         shutil.rmtree(own)
     return shared
@@ -215,3 +213,16 @@ def finish(runtime: Runtime) -> None:
     if runtime.world_size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def run_command(cfg: DictConfig, body: Callable[[DictConfig, Path, torch.device], Any]) -> None:
+    """What a command's hydra main does: set up the runtime, run ``body(cfg, run_dir, device)`` on rank 0's run
+    directory and leave the process group, inside :func:`exit_on_error` (a run directory that holds nothing but
+    hydra's files afterwards is removed). The settings were checked by the preflight (``_preflight.py``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_error(run_dir, fresh=True):
+        runtime = setup_runtime(cfg.device, cfg.threads)
+        body(cfg, shared_run_dir(run_dir, runtime), runtime.device)
+        finish(runtime)

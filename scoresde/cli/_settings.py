@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._instantiate import instantiate
-from .._validation import is_int, is_real
+from .._validation import check_positive, is_int
 from ..likelihood.divergence import DIVERGENCES
 from ..likelihood.ode import METHODS
 from ..solvers.base import check_steps_or_nfe
@@ -32,11 +32,6 @@ def integer(key: str, value: Any, minimum: int, *, none: str | None = None) -> N
     if not is_int(value) or value < minimum:
         also = f" or null ({none})" if none else ""
         raise ValueError(f"{key} must be an integer >= {minimum}{also}, got {value!r}")
-
-
-def positive(key: str, value: Any) -> None:
-    if not is_real(value) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{key} must be a positive finite number, got {value!r}")
 
 
 def boolean(key: str, value: Any) -> None:
@@ -70,11 +65,16 @@ def runtime_settings(c: dict[str, Any]) -> None:
     boolean("progress", c["progress"])
 
 
-def checkpoint_setting(config: DictConfig) -> None:
+def checkpoint_command(config: DictConfig) -> dict[str, Any]:
+    """The settings of a command that loads a checkpoint, as plain containers, after checking ``ckpt`` and the
+    runtime settings."""
     if OmegaConf.is_missing(config, "ckpt"):
         raise ValueError("ckpt=PATH is required: a checkpoint file (ckpt_<step>.pt) or a training run directory")
     if not Path(str(config.ckpt)).expanduser().exists():
         raise ValueError(f"ckpt: no checkpoint file or run directory at {config.ckpt}")
+    c = plain_config(config)
+    runtime_settings(c)
+    return c
 
 
 def eval_settings(e: dict[str, Any]) -> None:
@@ -86,7 +86,7 @@ def eval_settings(e: dict[str, Any]) -> None:
     integer("eval.exact_max_dim", e["exact_max_dim"], 1)
     for key in ("rtol", "atol", "eps"):
         if key in e:
-            positive(f"eval.{key}", e[key])
+            check_positive(f"eval.{key}", e[key])
     if "method" in e:
         choice("eval.method", e["method"], METHODS)
     if "n_probes" in e:
@@ -104,6 +104,7 @@ def validate_train(config: DictConfig) -> None:
     integer("sample.n", c["sample"]["n"], 1)
     integer("sample.steps", c["sample"]["steps"], 1, none="the solver's default")
     eval_settings(c["eval"])
+    boolean("data.dequantize", c["data"].get("dequantize", False))
     sigma_data = c["model"].get("sigma_data")
     if sigma_data not in (None, "auto") and (isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float))
                                              or not math.isfinite(sigma_data) or sigma_data <= 0):  # fmt: skip
@@ -126,9 +127,7 @@ def validate_train(config: DictConfig) -> None:
 
 def validate_sample(config: DictConfig) -> None:
     """``python -m scoresde.sample``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     integer("n", c["n"], 1)
     integer("steps", c["steps"], 1, none="the solver's default")
     integer("nfe", c.get("nfe"), 1, none="no budget (steps decide)")
@@ -158,9 +157,7 @@ def grid_setting(grid: Any, nfe: Any, solver: Any) -> None:
 
 def validate_schedule(config: DictConfig) -> None:
     """``python -m scoresde.schedule``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     integer("nfe", c["nfe"], 1)
     integer("pilots", c["pilots"], 1)
     integer("fine", c["fine"], 1)
@@ -168,7 +165,7 @@ def validate_schedule(config: DictConfig) -> None:
     integer("sweeps", c["sweeps"], 0)
     integer("budget", c["budget"], 1, none="a tenth of a 50,000-sample run's evaluations, 5,000 nfe")
     boolean("variants", c["variants"])
-    positive("eps", c["eps"])
+    check_positive("eps", c["eps"])
     choice("dtype", c["dtype"], ("float32", "float64"))
     boolean("ema", c["ema"])
     grid_setting("optimized", c["nfe"], built("solver", c["solver"]))
@@ -176,9 +173,7 @@ def validate_schedule(config: DictConfig) -> None:
 
 def validate_likelihood(config: DictConfig) -> None:
     """``python -m scoresde.likelihood``."""
-    checkpoint_setting(config)
-    c = plain_config(config)
-    runtime_settings(c)
+    c = checkpoint_command(config)
     choice("split", c["split"], ("test", "train"))
     integer("limit", c["limit"], 1, none="the whole split")
     for key in ("batch_size", "exact_max_dim", "n_probes", "n_dequant"):
@@ -186,7 +181,7 @@ def validate_likelihood(config: DictConfig) -> None:
     choice("divergence", c["divergence"], DIVERGENCE_CHOICES)
     choice("method", c["method"], METHODS)
     for key in ("rtol", "atol", "eps"):
-        positive(key, c[key])
+        check_positive(key, c[key])
     boolean("centred_bins", c["centred_bins"])
     boolean("ema", c["ema"])
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int, is_int
 from ..conditioning.guidance import classifier_free_guidance, classifier_guidance
 from ..conditioning.noisy_classifier import load_noisy_classifier
 from ..sampling import sample
@@ -38,9 +38,8 @@ class _LabelTask(Task):
     def __init__(self, label: int | None = None, scale: float = 1.0, samples: int = 8, steps: int = 500) -> None:
         if label is not None and (not is_int(label) or label < 0):
             raise ValueError(f"label must be a class index >= 0 or null (one row per class), got {label!r}")
-        if not is_int(samples) or samples < 1:
-            raise ValueError(f"task.samples must be a positive integer, got {samples!r}")
-        self.label, self.scale, self.samples, self.steps = label, float(scale), samples, steps
+        self.label, self.scale, self.steps = label, float(scale), steps
+        self.samples = check_int("task.samples", samples)
 
     @abc.abstractmethod
     def guided_score(self, ckpt: Checkpoint, y: Tensor, device: torch.device) -> ScoreFn:

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import check_int
 from ..editing import img2img
-from .tasks import Task, save_condition_grid
+from .tasks import Task, first_test_images, save_condition_grid
 
 
 class Img2ImgTask(Task):
@@ -25,21 +26,15 @@ class Img2ImgTask(Task):
     """
 
     def __init__(self, t_start: float = 0.5, samples: int = 4, nfe: int | None = None) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"task.samples (edits per input) must be an integer >= 1, got {samples!r}")
-        self.t_start, self.samples, self.nfe = t_start, samples, nfe
+        self.t_start, self.samples, self.nfe = t_start, check_int("task.samples (edits per input)", samples), nfe
 
     def run(self, *, ckpt, solver, n, steps, seed, device, run_dir, progress=False) -> Path:
         if len(ckpt.event_shape) != 3:
             raise ValueError(f"task=img2img needs a model of images (C, H, W), this one has {ckpt.event_shape}")
-        test = ckpt.load_dataset().test
-        if len(test) < n:
-            raise ValueError(f"n={n} but the test split holds only {len(test)} images")
-        x0 = test[:n].to(device)
+        x0, data_range = first_test_images(ckpt, n, device)
         gen = torch.Generator(device).manual_seed(seed)
         x, info = img2img(ckpt.sde, ckpt.score_fn, x0.repeat_interleave(self.samples, 0), self.t_start,
                           solver=solver, steps=steps, nfe=self.nfe, generator=gen, progress=progress)  # fmt: skip
-        data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(run_dir / "img2img.npz", samples=x.cpu().numpy(), nfe=info.nfe, t_start=self.t_start)
         columns = [x0] + list(x.view(n, self.samples, *x.shape[1:]).unbind(1))

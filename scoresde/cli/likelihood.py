@@ -22,27 +22,20 @@ from typing import Any
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .._instantiate import instantiate
-from .._validation import is_int
+from .._validation import check_int
 from ..distributed import chunk_generator, gather_to_main, process_group, shard
 from ..likelihood.baselines import fit_baselines
 from ..likelihood.divergence import choose_divergence
 from ..likelihood.ode import bits_per_dim, log_likelihood
 from ..likelihood.quantization import BitsPerDim
 from ..training.checkpoint import load_checkpoint
-from ._runtime import CONF_DIR, SettingError, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import CONF_DIR, SettingError, plain_config, run_command
 
 log = logging.getLogger("scoresde.likelihood")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def write_per_example(run_dir: Path, unit: str, values: torch.Tensor, values_iw: torch.Tensor | None) -> list[Path]:
@@ -76,8 +69,8 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
                            f"{ckpt.event_shape}")  # fmt: skip
     x_all = dataset.split(cfg["split"])
     if cfg["limit"] is not None:
-        x_all = x_all[: _positive_int("limit", cfg["limit"])]
-    batch_size = _positive_int("batch_size", cfg["batch_size"])
+        x_all = x_all[: check_int("limit", cfg["limit"])]
+    batch_size = check_int("batch_size", cfg["batch_size"])
     dim = math.prod(dataset.event_shape)
     divergence = choose_divergence(cfg["divergence"], dim, int(cfg["exact_max_dim"]))
     solver = dict(divergence=divergence, n_probes=int(cfg["n_probes"]), method=cfg["method"], rtol=float(cfg["rtol"]),
@@ -163,24 +156,20 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
+    """Evaluate as ``cfg`` says; rank 0, which holds the gathered result, writes ``likelihood.json`` and prints it."""
+    summary = evaluate(plain_config(cfg), device, run_dir)
+    if summary is not None:
+        out = run_dir / "likelihood.json"
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary))
+        log.info("wrote %s and every example's value in %s", out, " and ".join(summary["per_example"]))
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="likelihood")
-def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
-        runtime = setup_runtime(cfg.device, cfg.threads)
-        run_dir = shared_run_dir(run_dir, runtime)
-        summary = evaluate(plain_config(cfg), runtime.device, run_dir)
-        if summary is not None:  # rank 0 holds the gathered result
-            out = run_dir / "likelihood.json"
-            out.write_text(json.dumps(summary, indent=2) + "\n")
-            print(format_summary(summary))
-            log.info("wrote %s and every example's value in %s", out, " and ".join(summary["per_example"]))
-        finish(runtime)
-
-
-def main() -> None:
+def main(cfg: DictConfig) -> None:
     """Console-script entry point (``scoresde-likelihood``)."""
-    _main()
+    run_command(cfg, run)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .._instantiate import instantiate
@@ -29,7 +28,7 @@ from ..distributed import SamplingInterrupted, sample_sharded
 from ..solvers.schedule_file import schedule_for_checkpoint
 from ..training.checkpoint import load_checkpoint
 from ._consistency import sampling_solver, solver_overridden
-from ._runtime import CONF_DIR, SettingError, exit_on_error, finish, plain_config, setup_runtime, shared_run_dir
+from ._runtime import CONF_DIR, SettingError, plain_config, run_command
 from .snapshots import SampleSnapshot
 
 log = logging.getLogger("scoresde.sample")
@@ -135,17 +134,9 @@ def run(cfg: DictConfig, run_dir: Path, device) -> Path | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
-def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
-        runtime = setup_runtime(cfg.device, cfg.threads)
-        run(cfg, shared_run_dir(run_dir, runtime), runtime.device)
-        finish(runtime)
-
-
-def main() -> None:
+def main(cfg: DictConfig) -> None:
     """Console-script entry point (``scoresde-sample``)."""
-    _main()
+    run_command(cfg, run)
 
 
 if __name__ == "__main__":

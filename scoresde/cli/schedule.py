@@ -16,14 +16,13 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .._instantiate import instantiate
 from ..solvers.schedule import optimize_schedule
 from ..solvers.schedule_file import Schedule, file_digest, save_schedule, schedule_path, solver_name
 from ..training.checkpoint import load_checkpoint
-from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime
+from ._runtime import CONF_DIR, plain_config, run_command
 
 log = logging.getLogger("scoresde.schedule")
 
@@ -54,17 +53,9 @@ def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="schedule")
-def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_error(run_dir, fresh=True):  # settings were checked by the preflight (scoresde/cli/_preflight.py)
-        runtime = setup_runtime(cfg.device, cfg.threads)
-        run(cfg, run_dir, runtime.device)
-        finish(runtime)
-
-
-def main() -> None:
+def main(cfg: DictConfig) -> None:
     """Console-script entry point (``scoresde-schedule``)."""
-    _main()
+    run_command(cfg, run)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_choice
 from ..training.trainer import Callback, Trainer, TrainResult
 from .plotting import save_image_grid, save_loss_curve, save_scatter
 
@@ -52,8 +53,7 @@ class SampleSnapshot:
         save_arrays: bool = False,
         sample_options: dict[str, Any] | None = None,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_choice("kind", kind, KINDS)
         if n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
         self.event_shape = tuple(int(d) for d in event_shape)

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int
 from ..solvers.base import Solver
 from ..training.checkpoint import Checkpoint
 from .plotting import save_image_grid
@@ -95,6 +95,15 @@ def save_condition_grid(
     rows = torch.stack([c.detach().float().cpu() for c in cols], dim=1).flatten(0, 1)  # row-major (R * K, C, H, W)
     scale = max(2, 96 // max(rows.shape[-2:]))  # small images (8x8 digits) get more screen pixels per pixel
     return save_image_grid(rows, path, data_range=data_range, nrow=len(cols), title=title, scale=scale)
+
+
+def first_test_images(ckpt: Checkpoint, n: int, device: torch.device) -> tuple[Tensor, tuple[float, float]]:
+    """The first ``n`` images of the checkpoint's test split on ``device``, and the data range of its config."""
+    data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
+    test = ckpt.load_dataset().test
+    if len(test) < n:
+        raise ValueError(f"n={n} but the test split holds only {len(test)} images")
+    return test[:n].to(device), data_range
 
 
 # ---------------------------------------------------------------------------------------------- masks
@@ -156,9 +165,8 @@ class _ConditionalTask(Task):
     title = ""
 
     def __init__(self, method: str = "replacement", samples: int = 4, nfe: int | None = None, **options) -> None:
-        if not is_int(samples) or samples < 1:
-            raise ValueError(f"samples (per input) must be an integer >= 1, got {samples!r}")
-        self.method, self.samples, self.nfe, self.options = method, samples, nfe, options
+        self.method, self.nfe, self.options = method, nfe, options
+        self.samples = check_int("samples (per input)", samples)
 
     def _method(self, solver: Solver):
         from ..conditioning.inpainting import METHODS, Replacement
@@ -168,13 +176,6 @@ class _ConditionalTask(Task):
         if issubclass(METHODS.get(self.method, object), Replacement):
             options.setdefault("solver", solver)  # the CLI's solver drives replacement and RePaint
         return make_method(self.method, METHODS, **options)
-
-    def _data(self, ckpt: Checkpoint, n: int, device: torch.device) -> tuple[Tensor, tuple[float, float]]:
-        data_range = tuple(ckpt.config["data"]["dataset"].get("data_range", (-1.0, 1.0)))
-        test = ckpt.load_dataset().test
-        if len(test) < n:
-            raise ValueError(f"n={n} but the test split holds only {len(test)} images")
-        return test[:n].to(device), data_range
 
     def _write(self, run_dir: Path, name: str, columns: list[Tensor], x: Tensor, data_range, info) -> Path:
         import numpy as np
@@ -206,7 +207,7 @@ class InpaintTask(_ConditionalTask):
         from ..conditioning.inpainting import inpaint
 
         gen = torch.Generator(device).manual_seed(seed)
-        x0, data_range = self._data(ckpt, n, device)
+        x0, data_range = first_test_images(ckpt, n, device)
         mask = make_mask(self.mask, ckpt.event_shape, n, gen).to(device)
         k = self.samples
         x, info = inpaint(ckpt.sde, ckpt.score_fn, x0.repeat_interleave(k, 0), mask.repeat_interleave(k, 0),
@@ -235,7 +236,7 @@ class ColorizeTask(_ConditionalTask):
         if len(ckpt.event_shape) != 3 or ckpt.event_shape[0] != 3:
             raise ValueError(f"task=colorize needs a model of colour images (3, H, W), this one has {ckpt.event_shape}")
         gen = torch.Generator(device).manual_seed(seed)
-        x0, data_range = self._data(ckpt, n, device)
+        x0, data_range = first_test_images(ckpt, n, device)
         grey = to_grey(x0)
         k = self.samples
         x, info = colorize(ckpt.sde, ckpt.score_fn, grey.repeat_interleave(k, 0), method=self._method(solver),

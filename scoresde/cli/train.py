@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
+from ..data import ArrayDataset, Chain, UniformDequantization
 from ..likelihood.divergence import choose_divergence
 from ..models.parameterization import measure_sigma_data
 from ..training.evaluation import evaluate_likelihood
@@ -74,6 +76,17 @@ def _labels(dataset, model: nn.Module) -> torch.Tensor | None:
     return dataset.train_labels
 
 
+def train_transform(dataset: ArrayDataset, dequantize: bool) -> Callable[..., torch.Tensor] | None:
+    """The dataset's own augmentation, followed by uniform dequantisation when ``data.dequantize`` is true."""
+    if not dequantize:
+        return dataset.train_transform
+    if dataset.levels is None:
+        raise SettingError(f"data.dequantize=true needs discrete data, but {dataset.name!r} is continuous "
+                           "(no levels): pass data.dequantize=false")  # fmt: skip
+    dequant = UniformDequantization(dataset.levels, dataset.data_range)
+    return dequant if dataset.train_transform is None else Chain(dataset.train_transform, dequant)
+
+
 def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
     """Train, sample and evaluate as ``cfg`` says; returns the summary written to summary.json (rank 0)."""
     config = plain_config(cfg)
@@ -125,7 +138,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         seed=int(cfg.seed),
         device=runtime.device,
         snapshot=snapshot,
-        transform=dataset.train_transform,
+        transform=train_transform(dataset, bool(config["data"].get("dequantize", False))),
         run_config=config,
         progress=bool(cfg.progress),
         labels=_labels(dataset, model),
@@ -184,7 +197,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> None:
+    """Console-script entry point (``scoresde-train``)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_error(run_dir, fresh=True):  # removes the run directory only if it holds nothing but hydra's files
         validate_train(cfg)  # done by the preflight already, except in multirun jobs
@@ -194,11 +208,6 @@ def _main(cfg: DictConfig) -> None:
             log.info("%s", note)
         run(cfg, run_dir, runtime)
         finish(runtime)
-
-
-def main() -> None:
-    """Console-script entry point (``scoresde-train``)."""
-    _main()
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .._instantiate import instantiate
 from ..conditioning.noisy_classifier import NoisyClassifier, save_noisy_classifier, train_noisy_classifier
-from ._runtime import CONF_DIR, exit_on_error, finish, plain_config, setup_runtime
+from ._runtime import CONF_DIR, plain_config, run_command
 
 log = logging.getLogger("scoresde.train_noisy_classifier")
 
@@ -44,17 +43,9 @@ def run(cfg: DictConfig, run_dir: Path, device: torch.device) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_noisy_classifier")
-def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_error(run_dir, fresh=True):  # the preflight refused a run directory that holds files
-        runtime = setup_runtime(cfg.device, cfg.threads)
-        run(cfg, run_dir, runtime.device)
-        finish(runtime)
-
-
-def main() -> None:
+def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m scoresde.train_noisy_classifier``."""
-    _main()
+    run_command(cfg, run)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._utils import batch_time
-from .._validation import check_callable, is_int
+from .._validation import check_callable, check_int
 from ..sde import ScoreFn
 
 Classifier = Callable[[Tensor, Tensor], Tensor]
@@ -142,8 +142,7 @@ class ClassifierFreeGuidance:
                 raise ValueError(
                     "score_fn has no num_classes attribute (is it label-conditional?): pass null_label= explicitly"
                 )
-        if not is_int(null_label) or null_label < 0:
-            raise ValueError(f"null_label must be a non-negative int, got {null_label!r}")
+        check_int("null_label", null_label, 0)
         self.score_fn, self.y, self.scale, self.null_label = score_fn, _check_labels(y), _check_scale(scale), null_label
         if self.scale < -1:
             raise ValueError(f"scale must be >= -1 (w = -1 is the unconditional score), got {self.scale}")

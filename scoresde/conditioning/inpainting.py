@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int
 from ..sampling import make_solver
 from ..sde import SDE, ScoreFn
 from ..solvers import NoCorrector, PredictorCorrector, SampleInfo
@@ -149,9 +149,7 @@ class RePaint(Replacement):
 
     def __init__(self, solver: str | Solver = "ancestral", resamplings: int = 10, noise: str = "fresh", **options):
         super().__init__(solver, noise, **options)
-        if not is_int(resamplings) or resamplings < 1:
-            raise ValueError(f"resamplings must be an integer >= 1, got {resamplings!r}")
-        self.resamplings = resamplings
+        self.resamplings = check_int("resamplings", resamplings)
 
     @property
     def default_steps(self) -> int:  # type: ignore[override]

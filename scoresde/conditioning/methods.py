@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import from_name
+from .._validation import check_generator, from_name
 from ..consistency.parameterization import check_model_kind
 from ..sde import SDE, ScoreFn
 from ..solvers import grids
@@ -95,8 +95,7 @@ def sample_conditional(
     """Sample x given the observation ``y`` of x with ``method``; see :func:`scoresde.inpaint` for the arguments."""
     check_model_kind(sde, score_fn, method, eps)  # a consistency model only with method="consistency", and back
     obs = observation.bind(y)
-    if generator is not None and generator.device.type != y.device.type:
-        raise ValueError(f"generator is on {generator.device} but y is on {y.device}")
+    check_generator(generator, y.device, "y")
     check_steps_or_nfe(steps, nfe)
     grids.check_steps_eps(sde, 1 if steps is None else steps, eps)
     method = method.for_budget(nfe)

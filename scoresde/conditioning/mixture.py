@@ -21,13 +21,17 @@ from ..oracle import GaussianMixture
 from ..sde import SDE
 
 
-def _check_mixture(mixture: GaussianMixture, sde: SDE) -> None:
-    if not isinstance(mixture, GaussianMixture):
-        raise TypeError(f"mixture must be a scoresde.oracle.GaussianMixture, got {type(mixture).__name__}")
-    check_sde(sde)
+class _Components:
+    """A mixture's components as classes (component k is class k), noised by ``sde``."""
+
+    def __init__(self, mixture: GaussianMixture, sde: SDE) -> None:
+        if not isinstance(mixture, GaussianMixture):
+            raise TypeError(f"mixture must be a scoresde.oracle.GaussianMixture, got {type(mixture).__name__}")
+        self.mixture, self.sde = mixture, check_sde(sde)
+        self.num_classes = len(mixture.components)
 
 
-class ComponentPosterior:
+class ComponentPosterior(_Components):
     """The exact noisy classifier ``classifier(x, t) -> log p_t(k | x)``, shape (B, K), of a mixture's components.
 
     Args:
@@ -35,17 +39,12 @@ class ComponentPosterior:
         sde: The forward SDE that noises it.
     """
 
-    def __init__(self, mixture: GaussianMixture, sde: SDE) -> None:
-        _check_mixture(mixture, sde)
-        self.mixture, self.sde = mixture, sde
-        self.num_classes = len(mixture.components)
-
     def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
         # the joint log w_k + log N_k,t(x) of every component (B, K), normalised in log space (no underflow)
         return self.mixture._component_logps(self.sde, x, batch_time(t, x)).log_softmax(1)
 
 
-class ComponentScore:
+class ComponentScore(_Components):
     """The exact label-conditional score ``score_fn(x, t, y)`` of a mixture: component y's score for y < K, the
     mixture's score for the null label y = K (the networks' convention, ``num_classes`` = K).
 
@@ -53,11 +52,6 @@ class ComponentScore:
         mixture: The data distribution; its component index is the class.
         sde: The forward SDE that noises it.
     """
-
-    def __init__(self, mixture: GaussianMixture, sde: SDE) -> None:
-        _check_mixture(mixture, sde)
-        self.mixture, self.sde = mixture, sde
-        self.num_classes = len(mixture.components)
 
     def __call__(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
         t = batch_time(t, x)

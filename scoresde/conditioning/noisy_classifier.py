@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .._instantiate import instantiate
 from .._utils import append_dims, batch_time
-from .._validation import check_sde, is_int
+from .._validation import check_int, check_sde
 from ..metrics.classifier import random_shift
 from ..models.embeddings import TimeMLP
 from ..models.unet import ResBlock, group_norm
@@ -69,8 +69,7 @@ class NoisyClassifier(nn.Module):
         check_sde(sde)
         if len(event_shape) != 3:
             raise ValueError(f"event_shape must be (C, H, W), got {tuple(event_shape)}")
-        if not is_int(num_classes) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_int("num_classes", num_classes, 2)
         self.sde, self.event_shape, self.num_classes, self.num_levels = sde, tuple(event_shape), num_classes, num_levels
         self.options = dict(channels=channels, ch_mult=list(ch_mult), num_res_blocks=num_res_blocks, dropout=dropout,
                             time_embedding=time_embedding, norm_groups=norm_groups, num_levels=num_levels)  # fmt: skip

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .._utils import check_finite
+from .._validation import check_choice
 
 PATH_NOISE = ("fresh", "fixed", "bridge")
 
@@ -126,8 +127,7 @@ class ObservedPath:
     """
 
     def __init__(self, noise: str = "fresh") -> None:
-        if noise not in PATH_NOISE:
-            raise ValueError(f"noise must be one of {PATH_NOISE}, got {noise!r}")
+        check_choice("noise", noise, PATH_NOISE)
         self.noise = noise
 
     def start(self, y: Tensor, m: list[float], s: list[float], generator: torch.Generator | None) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, is_int, is_real
+from .._validation import check_choice, check_int, check_number, is_int
 from ..sde import SDE
 from ..solvers import grids
 from ..solvers.base import Solver, StepContext, integrate
@@ -219,18 +219,15 @@ class ParticleFilter(ConditionalMethod):
         if particles is not None and (not is_int(particles) or particles < 1):
             raise ValueError(f"particles must be None (chosen from the budget) or an integer >= 1, got {particles!r}")
         check_choice("kernel", kernel, KERNELS)
-        if not (is_real(ess_threshold) and 0 <= ess_threshold <= 1):
-            raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
-        self.particles, self.kernel, self.ess_threshold = particles, kernel, float(ess_threshold)
+        self.particles, self.kernel = particles, kernel
+        self.ess_threshold = check_number("ess_threshold", ess_threshold, 0, 1)
         self.grid_name, self.twist = grid, bool(twist)
         self.final_weight = bool(final_weight)
         if ensemble is None:
             ensemble = kernel == "ancestral"
         if ensemble and kernel != "ancestral":
             raise ValueError(f"ensemble=True corrects the ancestral kernel only, got kernel={kernel!r}")
-        if not is_int(probes) or probes < 1:
-            raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
-        self.ensemble, self.probes = bool(ensemble), probes
+        self.ensemble, self.probes = bool(ensemble), check_int("probes", probes)
         # the ensemble's steps carry little bias, so its budget goes to particles (26 steps of K = 30: 992 evaluations)
         self.default_steps = 26 if self.ensemble else 100
 

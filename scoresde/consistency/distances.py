@@ -7,6 +7,7 @@ import math
 from torch import Tensor
 
 from .._utils import sum_except_batch
+from .._validation import check_positive
 
 
 class SquaredL2:
@@ -27,9 +28,7 @@ class PseudoHuber:
     """
 
     def __init__(self, c: float | None = None) -> None:
-        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0):
-            raise ValueError(f"c must be a positive number or None (0.00054 sqrt(dim)), got {c!r}")
-        self.c = c
+        self.c = check_positive("c", c, or_none=True)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         c = self.c if self.c is not None else 0.00054 * math.sqrt(a[0].numel())

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_int, check_number
 from ..sde import SDE
 from ..solvers.base import CountingScore, GridCoefficients, Solver, StepContext
 from ..training.ema import EMA
@@ -61,17 +62,12 @@ class ConsistencyDistillation(Objective):
 
         if teacher is not None and not callable(teacher):
             raise TypeError(f"teacher must be a score function teacher(x, t), got {type(teacher).__name__}")
-        if isinstance(N, bool) or not isinstance(N, int) or N < 2:
-            raise ValueError(f"N must be an integer >= 2 (levels), got {N!r}")
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < 1:
-            raise ValueError(f"mu must lie in [0, 1), got {mu!r}")
+        check_int("N (levels)", N, 2)
+        check_number("mu", mu, 0, 1, "[)")
         self.solver = make_solver(solver)
         if type(self.solver).__name__ not in DETERMINISTIC or getattr(self.solver, "eta", 0) != 0:
             raise ValueError(f"solver must be a deterministic ODE solver ({', '.join(DETERMINISTIC)}), got {solver!r}")
-        if levels_per_batch is not None and (
-            isinstance(levels_per_batch, bool) or not isinstance(levels_per_batch, int) or levels_per_batch < 1
-        ):
-            raise ValueError(f"levels_per_batch must be an integer >= 1 or None, got {levels_per_batch!r}")
+        check_int("levels_per_batch", levels_per_batch, or_none=True)
         self.teacher, self.N, self.mu, self.rho = teacher, N, float(mu), float(rho)
         self.levels_per_batch = levels_per_batch
         self.distance = make_distance(distance)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_int, check_number, check_positive
 from ..sde import SDE
 from ..solvers import grids
 from .distances import make_distance
@@ -94,14 +95,11 @@ class ConsistencyTraining(Objective):
         rho: float = 7.0,
     ) -> None:
         for name, value in (("total_steps", total_steps), ("s0", s0), ("s1", s1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, value)
         if s1 < s0:
             raise ValueError(f"s1 must be >= s0, got s0={s0}, s1={s1}")
-        if not p_std > 0:
-            raise ValueError(f"p_std must be positive, got {p_std!r}")
         self.total_steps, self.s0, self.s1 = total_steps, s0, s1
-        self.p_mean, self.p_std, self.rho = float(p_mean), float(p_std), float(rho)
+        self.p_mean, self.p_std, self.rho = float(p_mean), check_positive("p_std", p_std), float(rho)
         self.distance = make_distance(distance)
 
     def __repr__(self) -> str:
@@ -162,14 +160,10 @@ class ConsistencyTuning(Objective):
         distance: str | Any = "pseudo_huber",
     ) -> None:
         for name, value in (("total_steps", total_steps), ("stages", stages)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not q > 1:
-            raise ValueError(f"q must be > 1, got {q!r}")
-        if not p_std > 0:
-            raise ValueError(f"p_std must be positive, got {p_std!r}")
-        self.total_steps, self.stages, self.q, self.k, self.b = total_steps, stages, float(q), float(k), float(b)
-        self.p_mean, self.p_std = float(p_mean), float(p_std)
+            check_int(name, value)
+        self.total_steps, self.stages, self.k, self.b = total_steps, stages, float(k), float(b)
+        self.q = check_number("q", q, 1, math.inf, "()")
+        self.p_mean, self.p_std = float(p_mean), check_positive("p_std", p_std)
         self.distance = make_distance(distance)
 
     def __repr__(self) -> str:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
-from .._validation import check_callable, check_sde
+from .._validation import check_callable, check_choice, check_int, check_number, check_sde
 from ..models.parameterization import TIME_INPUTS, LogSigmaTime, check_sigma_data, edm_input_scale
 from ..sde import SDE
 
@@ -123,10 +123,8 @@ class ConsistencyModel(nn.Module):
         super().__init__()
         check_callable("net", net)
         check_sde(sde)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
-            raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
+        check_number("eps", eps, 0, sde.T, "()")
+        check_choice("output", output, OUTPUTS)
         sigma_data = check_sigma_data(sigma_data)
         if input_sigma_data is not None:
             try:
@@ -134,8 +132,7 @@ class ConsistencyModel(nn.Module):
             except ValueError:
                 raise ValueError(f"input_sigma_data must be a positive finite number or None (sigma_data's), got "
                                  f"{input_sigma_data!r}") from None  # fmt: skip
-        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        check_int("num_levels", num_levels, 2)
         if time_input not in ("continuous", "log_sigma"):
             raise ValueError(f"time_input must be 'continuous' or 'log_sigma', got {time_input!r}")
         self.time_input = time_input

@@ -4,7 +4,16 @@ any image folder.
 Every loader returns an :class:`ArrayDataset`; nothing downloads.
 """
 
-from .base import ArrayDataset, RandomHorizontalFlip, dequantize, from_levels, max_pairwise_distance, to_levels
+from .base import (
+    ArrayDataset,
+    Chain,
+    RandomHorizontalFlip,
+    UniformDequantization,
+    dequantize,
+    from_levels,
+    max_pairwise_distance,
+    to_levels,
+)
 from .cifar10 import cifar10
 from .digits import digits
 from .folder import folder_classes, image_folder
@@ -14,6 +23,8 @@ from .toy import checkerboard, eight_gaussians, gaussian, mixture, moons, pinwhe
 __all__ = [
     "ArrayDataset",
     "RandomHorizontalFlip",
+    "UniformDequantization",
+    "Chain",
     "from_levels",
     "to_levels",
     "dequantize",

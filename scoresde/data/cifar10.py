@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import is_int
+from .._validation import check_int
 from .base import ArrayDataset, RandomHorizontalFlip, from_levels
 
 CIFAR10_ROOT = "/usr/share/datasets/cifar10"
@@ -118,9 +118,8 @@ def cifar10(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"cifar10: the directory {root} does not exist. " + _HINT.format(root=root))
-    for arg, value in (("n_train", n_train), ("n_test", n_test)):
-        if value is not None and (not is_int(value) or value < 1):
-            raise ValueError(f"{arg} must be a positive integer or None, got {value!r}")
+    check_int("n_train", n_train, or_none=True)
+    check_int("n_test", n_test, or_none=True)
     batches = _batch_dir(root)
     train, train_labels = _load(batches, TRAIN_BATCHES)
     test, test_labels = _load(batches, TEST_BATCHES)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import is_int
+from .._validation import check_choice, check_int
 from ..metrics.cache import cache_dir as default_cache_dir
 from .base import ArrayDataset, RandomHorizontalFlip, from_levels, seeded_split
 
@@ -145,12 +145,10 @@ def load_folder_arrays(
 
 
 def _check_args(resolution, channels, on_error, n_test) -> None:
-    if not is_int(resolution) or resolution < 1:
-        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    check_int("resolution", resolution)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grey), 3 (RGB) or None (grey when every image is), got {channels!r}")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    check_choice("on_error", on_error, ON_ERROR)
     if isinstance(n_test, bool) or not (
         (isinstance(n_test, int) and n_test >= 1) or (isinstance(n_test, float) and 0 < n_test < 1)
     ):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import is_int
+from .._validation import check_int
 from .base import ArrayDataset, from_levels
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -102,8 +102,7 @@ def load_idx_dataset(
         )
     splits = {}
     for split, limit in (("train", n_train), ("test", n_test)):
-        if limit is not None and (not is_int(limit) or limit < 1):
-            raise ValueError(f"n_{split} must be a positive integer or None, got {limit!r}")
+        check_int(f"n_{split}", limit, or_none=True)
         images = read_idx(_find(root, split, "images", name, hint), 3)
         labels = read_idx(_find(root, split, "labels", name, hint), 1)
         if images.shape[0] != labels.shape[0]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int
 from ..oracle import Gaussian, GaussianMixture, anisotropic_gaussian
 from ..oracle import eight_gaussians as _eight_gaussians_oracle
 from .base import ArrayDataset
@@ -60,9 +60,8 @@ def sample_pinwheel(
 
 
 def _dataset(name: str, sampler: Sampler, n_train: int, n_test: int, seed: int, num_classes=None, oracle=None):
-    for arg, value in (("n_train", n_train), ("n_test", n_test)):
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    check_int("n_train", n_train)
+    check_int("n_test", n_test)
     pts, labels = sampler(n_train + n_test, torch.Generator().manual_seed(seed))
     pts = pts.to(torch.float32)
     train, test = pts[:n_train], pts[n_train:]
@@ -117,9 +116,7 @@ def gaussian(dim: int = 2, n_train: int = 20000, n_test: int = 2000, seed: int =
     The distribution is always ``anisotropic_gaussian(dim)`` (its own seed 0, as in the benchmarks); ``seed``
     only draws the points.
     """
-    if not is_int(dim) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    dist = anisotropic_gaussian(dim)
+    dist = anisotropic_gaussian(check_int("dim", dim))
     return _dataset("gaussian", _oracle_sampler(dist), n_train, n_test, seed, oracle=dist)
 
 

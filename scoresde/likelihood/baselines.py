@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .._utils import check_finite
-from .._validation import is_int
+from .._validation import check_int
 from .quantization import BitsPerDim, Quantization
 
 _LOG2 = math.log(2.0)
@@ -131,8 +131,7 @@ class GaussianBaseline:
         """-(E_u log N(y; mu, Sigma) + D log w) / (D ln 2) per example of discrete x, averaged over n_dequant draws."""
         if self.quantization is None:
             raise ValueError("bits_per_dim needs discrete data: fit with a Quantization (or use nats_per_dim)")
-        if not is_int(n_dequant) or n_dequant < 1:
-            raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
+        check_int("n_dequant", n_dequant)
         start = time.perf_counter()
         dim = self.dist.event_shape[0]
         logp = torch.stack([self.log_prob(self._dequantize(x, self.quantization, generator)) for _ in range(n_dequant)])

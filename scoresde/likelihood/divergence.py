@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .._utils import sum_except_batch
-from .._validation import is_int
+from .._validation import check_int
 
 
 def _vjps(v: Tensor, x: Tensor, cotangents: Tensor) -> Tensor:
@@ -66,9 +66,7 @@ class ExactDivergence(Divergence):
     """
 
     def __init__(self, chunk: int = 256) -> None:
-        if not is_int(chunk) or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-        self.chunk = chunk
+        self.chunk = check_int("chunk", chunk)
 
     def __call__(self, v: Tensor, x: Tensor) -> Tensor:
         batch, dim = x.shape[0], x[0].numel()
@@ -90,9 +88,7 @@ class HutchinsonDivergence(Divergence):
     """
 
     def __init__(self, n_probes: int = 1) -> None:
-        if not is_int(n_probes) or n_probes < 1:
-            raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
-        self.n_probes = n_probes
+        self.n_probes = check_int("n_probes", n_probes)
         self.probes: Tensor | None = None
 
     @abc.abstractmethod

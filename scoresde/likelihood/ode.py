@@ -42,7 +42,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import check_finite, event_size
-from .._validation import check_choice, check_positive, is_int
+from .._validation import check_choice, check_int, check_positive
 from ..models.parameterization import check_score_sde
 from ..sde import SDE, ScoreFn
 from ..solvers.base import CountingScore, StepContext, check_steps_or_nfe, integrate
@@ -313,8 +313,7 @@ def bits_per_dim(
         :class:`BitsPerDim` with per-example bounds (B,), their mean and standard error, and the NFE.
     """
     quant = Quantization(levels, data_range, centred=centred_bins)
-    if not is_int(n_dequant) or n_dequant < 1:
-        raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
+    check_int("n_dequant", n_dequant)
     if not isinstance(x, Tensor) or x.ndim < 2:
         raise ValueError("x must be a tensor of shape (B, *event_shape)")
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .._utils import check_finite
-from .._validation import is_int
+from .._validation import check_int
 
 
 class Quantization:
@@ -46,8 +46,7 @@ class Quantization:
         centred: bool = False,
         grid_tol: float = 0.01,
     ):
-        if not is_int(levels) or levels < 2:
-            raise ValueError(f"levels must be an integer >= 2 (the number of discrete values), got {levels!r}")
+        check_int("levels", levels, 2)  # the number of discrete values
         try:
             lo, hi = (float(v) for v in data_range)
         except (TypeError, ValueError) as err:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_int
 from .cache import cache_dir
 from .classifier import ClassifierInfo, load_classifier
 
@@ -45,8 +46,7 @@ class FeatureExtractor(ABC):
     name: str = "base"
 
     def __init__(self, batch_size: int = 500):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size)
         self.batch_size = batch_size
 
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import is_int
+from .._validation import check_int
 from .frechet import as_numpy_2d
 
 
@@ -50,8 +50,7 @@ class PolynomialKernel:
     coef0: float = 1.0
 
     def __post_init__(self):
-        if not is_int(self.degree) or self.degree < 1:
-            raise ValueError(f"degree must be an integer >= 1, got {self.degree!r}")
+        check_int("degree", self.degree)
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Gram matrix between x (N, D) and y (M, D), shape (N, M)."""
@@ -98,10 +97,8 @@ def kernel_inception_distance(
     x, y = as_numpy_2d(features_x, "features_x"), as_numpy_2d(features_y, "features_y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"features_x and features_y must have one feature dimension, got {x.shape} and {y.shape}")
-    if num_subsets < 1:
-        raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
-    if subset_size < 2:
-        raise ValueError(f"subset_size must be >= 2, got {subset_size}")
+    check_int("num_subsets", num_subsets)
+    check_int("subset_size", subset_size, 2)
     kernel = PolynomialKernel() if kernel is None else kernel
     m = min(subset_size, x.shape[0], y.shape[0])
     rng = np.random.default_rng(seed)

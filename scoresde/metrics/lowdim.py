@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validation import check_int
 from .frechet import as_numpy_2d, frechet_distance, gaussian_stats
 from .kid import mmd2_unbiased
 
@@ -81,8 +82,7 @@ def sliced_wasserstein(x, y, *, num_projections: int = 256, seed: int = 0) -> fl
     x, y = as_numpy_2d(x, "x"), as_numpy_2d(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have one dimension, got shapes {x.shape} and {y.shape}")
-    if num_projections < 1:
-        raise ValueError(f"num_projections must be >= 1, got {num_projections}")
+    check_int("num_projections", num_projections)
     theta = np.random.default_rng(seed).standard_normal((x.shape[1], num_projections))
     theta /= np.linalg.norm(theta, axis=0, keepdims=True)
     px, py = x @ theta, y @ theta

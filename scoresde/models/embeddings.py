@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import is_int
+from .._validation import check_choice, check_int, check_number, check_positive, is_int
 
 
 def _check_dim(dim: int) -> int:
@@ -36,8 +36,7 @@ class SinusoidalEmbedding(nn.Module):
     def __init__(self, dim: int, max_period: float = 10_000.0) -> None:
         super().__init__()
         self.dim = _check_dim(dim)
-        if not max_period > 1:
-            raise ValueError(f"max_period must be > 1, got {max_period}")
+        check_number("max_period", max_period, 1, math.inf, "()")
         half = dim // 2
         freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
         self.register_buffer("freqs", freqs, persistent=False)
@@ -64,8 +63,7 @@ class GaussianFourierEmbedding(nn.Module):
     def __init__(self, dim: int, scale: float = 16.0, input_scale: float = 1e-3, seed: int = 0) -> None:
         super().__init__()
         self.dim = _check_dim(dim)
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+        check_positive("scale", scale)
         self.input_scale = float(input_scale)
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("W", torch.randn(dim // 2, generator=g) * scale)
@@ -85,8 +83,7 @@ TIME_EMBEDDINGS: dict[str, type[nn.Module]] = {
 
 def time_embedding(name: str, dim: int) -> nn.Module:
     """Build the embedding called ``name`` (a key of :data:`TIME_EMBEDDINGS`) with output size ``dim``."""
-    if name not in TIME_EMBEDDINGS:
-        raise ValueError(f"time_embedding must be one of {sorted(TIME_EMBEDDINGS)}, got {name!r}")
+    check_choice("time_embedding", name, TIME_EMBEDDINGS)
     return TIME_EMBEDDINGS[name](dim)
 
 
@@ -124,9 +121,7 @@ class LabelEmbedding(nn.Module):
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
-        if not is_int(num_classes) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int("num_classes", num_classes)
         self.table = nn.Embedding(num_classes + 1, dim)
         nn.init.zeros_(self.table.weight)
 

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from .._validation import is_int
+from .._validation import check_int
 from .embeddings import LabelEmbedding, TimeMLP, add_label
 
 
@@ -64,9 +64,8 @@ class MLP(nn.Module):
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
         self.num_classes = num_classes
-        for name, value in (("width", width), ("num_blocks", num_blocks)):
-            if not is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int("width", width)
+        check_int("num_blocks", num_blocks)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         dim = math.prod(self.event_shape)

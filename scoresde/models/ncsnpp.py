@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_choice
 from .fir import FIR_KERNEL
 from .ncsnpp_layers import (
     AttnBlock,
@@ -39,12 +40,6 @@ RESBLOCKS = ("biggan", "ddpm")
 PROGRESSIVE = ("none", "output_skip", "residual")
 PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 EMBEDDINGS = ("fourier", "positional")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
 
 
 class TimeEmbedding(nn.Module):
@@ -135,11 +130,11 @@ class NCSNpp(nn.Module):
         if size % 2 ** (levels - 1):
             raise ValueError(f"image side {size} must be divisible by 2^(len(ch_mult) - 1) = {2 ** (levels - 1)}")
         self.event_shape = tuple(int(s) for s in event_shape)
-        self.resblock_type = _choice("resblock_type", resblock_type, RESBLOCKS)
-        self.progressive = _choice("progressive", progressive, PROGRESSIVE)
-        self.progressive_input = _choice("progressive_input", progressive_input, PROGRESSIVE_INPUT)
+        self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCKS)
+        self.progressive = check_choice("progressive", progressive, PROGRESSIVE)
+        self.progressive_input = check_choice("progressive_input", progressive_input, PROGRESSIVE_INPUT)
         self.skip_rescale, self.centered, self.num_res_blocks = skip_rescale, centered, num_res_blocks
-        _choice("embedding_type", embedding_type, EMBEDDINGS)
+        check_choice("embedding_type", embedding_type, EMBEDDINGS)
         kw = dict(temb_dim=4 * nf, dropout=dropout, skip_rescale=skip_rescale, init_scale=init_scale)
         if resblock_type == "biggan":
             kw |= dict(fir=fir, fir_kernel=fir_kernel)

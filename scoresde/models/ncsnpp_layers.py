@@ -110,19 +110,27 @@ class AttnBlock(nn.Module):
         return out / SQRT2 if self.skip_rescale else out
 
 
-class Upsample(nn.Module):
-    """x2 upsampling: nearest (+ 3x3 conv ``Conv_0``) or FIR (fused with a conv ``Conv2d_0`` when with_conv)."""
+class _Resample(nn.Module):
+    """What up- and downsampling share: the conv (``Conv_0``, or ``Conv2d_0`` fused with the FIR filter) and options."""
+
+    up: bool
 
     def __init__(self, in_ch: int, out_ch: int | None = None, with_conv: bool = False, fir: bool = False,
                  fir_kernel: Sequence[float] = FIR_KERNEL) -> None:  # fmt: skip
         super().__init__()
         out_ch = out_ch or in_ch
         if with_conv and fir:
-            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, up=True, resample_kernel=fir_kernel)
+            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, up=self.up, down=not self.up, resample_kernel=fir_kernel)
             variance_scaling_(self.Conv2d_0.weight)
         elif with_conv:
-            self.Conv_0 = conv2d(in_ch, out_ch)
+            self.Conv_0 = conv2d(in_ch, out_ch) if self.up else conv2d(in_ch, out_ch, stride=2, padding=0)
         self.with_conv, self.fir, self.fir_kernel = with_conv, fir, tuple(fir_kernel)
+
+
+class Upsample(_Resample):
+    """x2 upsampling: nearest (+ 3x3 conv ``Conv_0``) or FIR (fused with a conv ``Conv2d_0`` when with_conv)."""
+
+    up = True
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fir:
@@ -131,19 +139,10 @@ class Upsample(nn.Module):
         return self.Conv_0(x) if self.with_conv else x
 
 
-class Downsample(nn.Module):
+class Downsample(_Resample):
     """/2 downsampling: mean pooling or a stride-2 conv ``Conv_0``, or FIR (fused with ``Conv2d_0``)."""
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, with_conv: bool = False, fir: bool = False,
-                 fir_kernel: Sequence[float] = FIR_KERNEL) -> None:  # fmt: skip
-        super().__init__()
-        out_ch = out_ch or in_ch
-        if with_conv and fir:
-            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, down=True, resample_kernel=fir_kernel)
-            variance_scaling_(self.Conv2d_0.weight)
-        elif with_conv:
-            self.Conv_0 = conv2d(in_ch, out_ch, stride=2, padding=0)
-        self.with_conv, self.fir, self.fir_kernel = with_conv, fir, tuple(fir_kernel)
+    up = False
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fir:

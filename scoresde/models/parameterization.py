@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
-from .._validation import check_callable, check_sde, is_int
+from .._validation import check_callable, check_choice, check_int, check_sde
 from ..sde import SDE
 
 
@@ -231,12 +231,9 @@ class ScoreModel(nn.Module):
         super().__init__()
         check_callable("net", net)
         check_sde(sde)
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
-        if time_input not in TIME_INPUTS:
-            raise ValueError(f"time_input must be one of {sorted(TIME_INPUTS)}, got {time_input!r}")
-        if not is_int(num_levels) or num_levels < 2:
-            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        check_choice("prediction", prediction, PREDICTIONS)
+        check_choice("time_input", time_input, TIME_INPUTS)
+        check_int("num_levels", num_levels, 2)
         if prediction == "edm" and (sigma_data is None or not scale_input):
             raise ValueError("prediction='edm' needs sigma_data (a positive number, or 'auto' in the CLI's model "
                              "config) and scale_input=True")  # fmt: skip

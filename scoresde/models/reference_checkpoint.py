@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import append_dims, batch_time
+from .._validation import check_choice
 from ..sde import SDE, VESDE, VPSDE, SubVPSDE
 from .ncsnpp import DDPMpp, NCSNpp
 from .parameterization import ScoreModel
@@ -167,8 +168,7 @@ def load_reference_checkpoint(
         map_location: Device of the weights.
         event_shape: Image shape the configuration was trained at.
     """
-    if config_name not in REFERENCE_CONFIGS:
-        raise ValueError(f"config_name must be one of {sorted(REFERENCE_CONFIGS)}, got {config_name!r}")
+    check_choice("config_name", config_name, REFERENCE_CONFIGS)
     spec = REFERENCE_CONFIGS[config_name]
     net = spec.net(event_shape, **spec.net_kwargs)
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)

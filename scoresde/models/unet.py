@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._utils import append_dims
-from .._validation import is_int
+from .._validation import check_int
 from .embeddings import LabelEmbedding, TimeMLP, add_label
 from .mlp import check_event_shape
 
@@ -137,8 +137,7 @@ class UNet(nn.Module):
         ch_mult = tuple(int(m) for m in ch_mult)
         attn_levels = tuple(int(a) for a in attn_levels)
         for name, value in (("channels", channels), ("num_res_blocks", num_res_blocks), ("num_heads", num_heads)):
-            if not is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         if not ch_mult or min(ch_mult) < 1:
             raise ValueError(f"ch_mult must be a non-empty sequence of positive integers, got {ch_mult!r}")
         if any(a not in range(len(ch_mult)) for a in attn_levels):

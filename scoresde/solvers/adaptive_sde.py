@@ -40,18 +40,13 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
+from .._validation import check_number
 from .base import Solver, StepContext
 from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
 
 class ForcedStepWarning(RuntimeWarning):
     """An ``nfe`` budget ran out before the adaptive solve reached its end: samples took one forced final step."""
-
-
-def _positive(name: str, value: float, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value <= upper):
-        raise ValueError(f"{name} must be a number in (0, {upper}], got {value!r}")
-    return float(value)
 
 
 class AdaptiveSDE(Solver):
@@ -81,6 +76,7 @@ class AdaptiveSDE(Solver):
     default_steps = 1
     nfe_per_step = 2  # per attempt
     adaptive = True  # a budget keeps the output intervals and is spent by step()
+    reported = ("eps_abs", "eps_rel", "safety", "exponent", "h_init", "retry")
 
     def __init__(
         self,
@@ -95,9 +91,11 @@ class AdaptiveSDE(Solver):
         rho: float = 7.0,
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        self.eps_abs, self.eps_rel = _positive("eps_abs", eps_abs), _positive("eps_rel", eps_rel)
-        self.safety, self.exponent = _positive("safety", safety, 1.0), _positive("exponent", exponent)
-        self.h_init = _positive("h_init", h_init, 1.0)
+        self.eps_abs = check_number("eps_abs", eps_abs, 0, math.inf, "(]")
+        self.eps_rel = check_number("eps_rel", eps_rel, 0, math.inf, "(]")
+        self.safety = check_number("safety", safety, 0, 1, "(]")
+        self.exponent = check_number("exponent", exponent, 0, math.inf, "(]")
+        self.h_init = check_number("h_init", h_init, 0, 1, "(]")
         if retry not in ("bridge", "redraw"):
             raise ValueError(f"retry must be 'bridge' or 'redraw', got {retry!r}")
         self.retry = retry
@@ -200,7 +198,3 @@ class AdaptiveSDE(Solver):
                 ForcedStepWarning,
                 stacklevel=2,
             )
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"eps_abs": self.eps_abs, "eps_rel": self.eps_rel, "safety": self.safety,
-                                     "exponent": self.exponent, "h_init": self.h_init, "retry": self.retry}  # fmt: skip

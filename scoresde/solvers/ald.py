@@ -16,11 +16,10 @@ x + sigma_L^2 s(x, sigma_L) (Song & Ermon 2020, Appendix B) is ``sample(..., den
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int, check_positive
 from .base import Solver, StepContext
 
 
@@ -39,18 +38,14 @@ class AnnealedLangevinDynamics(Solver):
 
     default_steps = 10
     default_grid = "log_snr"  # geometric noise levels
+    reported = ("n_steps_each", "epsilon")
 
     def __init__(
         self, n_steps_each: int = 100, epsilon: float | None = None, *, grid: str | None = None, rho: float = 7.0
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        if not is_int(n_steps_each) or n_steps_each < 1:
-            raise ValueError(f"n_steps_each must be an integer >= 1, got {n_steps_each!r}")
-        if epsilon is not None and not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
-            raise ValueError(f"epsilon must be a positive number or None, got {epsilon!r}")
-        self.n_steps_each = n_steps_each
-        self.nfe_per_step = n_steps_each
-        self.epsilon = None if epsilon is None else float(epsilon)
+        self.n_steps_each = self.nfe_per_step = check_int("n_steps_each", n_steps_each)
+        self.epsilon = check_positive("epsilon", epsilon, or_none=True)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
@@ -62,6 +57,3 @@ class AnnealedLangevinDynamics(Solver):
         for _ in range(self.n_steps_each):
             x = x + (a / 2) * ctx.score(x, t) + math.sqrt(a) * ctx.noise(x)
         return x
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"n_steps_each": self.n_steps_each, "epsilon": self.epsilon}

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import check_callable, check_count, is_real
+from .._validation import check_callable, check_count, check_positive
 from ..sde import SDE, ScoreFn
 from . import grids
 from .noise import NoiseSource
@@ -239,8 +239,9 @@ class Solver(abc.ABC):
 
     Subclasses set ``order`` (convergence order of the method, None where it has no single one),
     ``default_steps``, ``nfe_per_step`` (score evaluations per grid interval), ``default_grid`` (a name in
-    :data:`grids.GRIDS`) and ``adaptive`` (True where the step sizes follow an error estimate: a budget then keeps
-    the default grid of output intervals and only bounds the evaluations), implement :meth:`step` and may override
+    :data:`grids.GRIDS`), ``reported`` (the attributes :meth:`describe` reports) and ``adaptive`` (True where the
+    step sizes follow an error estimate: a budget then keeps the default grid of output intervals and only bounds
+    the evaluations), implement :meth:`step` and may override
     :meth:`plan` (how a budget becomes a grid; needed where the cost is not steps x nfe_per_step) and :meth:`check`
     (refuse SDEs or settings for which the method is not meaningful). Subclasses with their own ``__init__`` call
     ``super().__init__(grid=grid, rho=rho)``.
@@ -256,14 +257,13 @@ class Solver(abc.ABC):
     nfe_per_step: int = 1
     default_grid: str = "uniform"
     adaptive: bool = False
+    reported: tuple[str, ...] = ()
     grid_name: str | None = None
     rho: float = 7.0
 
     def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
-        if not (is_real(rho) and math.isfinite(rho) and rho > 0):
-            raise ValueError(f"rho must be a positive number, got {rho!r}")
         self.grid_name = None if grid is None else grids.check_name(grid)
-        self.rho = float(rho)
+        self.rho = check_positive("rho", rho)
 
     @property
     def grid_kind(self) -> str:
@@ -315,12 +315,27 @@ class Solver(abc.ABC):
         return [self]
 
     def describe(self) -> dict[str, Any]:
-        """Settings worth reporting in :attr:`SampleInfo.extras` (subclasses add theirs to ``super().describe()``)."""
-        return {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})
+        """Settings worth reporting in :attr:`SampleInfo.extras`: the grid (and rho on "karras") and the attributes
+        named in ``reported`` (subclasses with more to say add it to ``super().describe()``)."""
+        grid = {"grid": self.grid_kind} | ({"rho": self.rho} if self.grid_kind == "karras" else {})
+        return grid | {name: getattr(self, name) for name in self.reported}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
         return f"{type(self).__name__}({args})"
+
+
+class GaussianSolver(Solver):
+    """A solver whose step is a draw from a Gaussian kernel given the state and its score at t_i (:meth:`transition`,
+    which the particle filter reuses as its proposal): one score evaluation per step."""
+
+    @abc.abstractmethod
+    def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
+        """The kernel N(mean, var I) of x_{t_{i+1}} given x = x_{t_i} and score = s(x, t_i)."""
+
+    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
+        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
+        return mean + (var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)) * ctx.increment(x, i)
 
 
 def tweedie_denoise(sde: SDE, score: ScoreFn, x: Tensor, t: float) -> Tensor:

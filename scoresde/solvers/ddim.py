@@ -22,11 +22,10 @@ of the same path is 2-13% smaller than with a path in lambda, sigma or 1 / sigma
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
-from .._validation import is_real
+from .._validation import check_number
 from .base import StepContext
 from .exponential import ExponentialIntegrator
 
@@ -43,12 +42,11 @@ class DDIM(ExponentialIntegrator):
     """
 
     default_grid = "quadratic"
+    reported = ("eta",)
 
     def __init__(self, eta: float = 0.0, *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__("data", grid=grid, rho=rho)
-        if not (is_real(eta) and 0.0 <= eta <= 1.0):
-            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-        self.eta = float(eta)
+        self.eta = check_number("eta", eta, 0, 1)
         self.order = 1 if self.eta == 0 else 0.5
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
@@ -59,6 +57,3 @@ class DDIM(ExponentialIntegrator):
         eps = (x - a.alpha * x0) / a.sigma
         c = self.eta * b.sigma * math.sqrt(-math.expm1(-2 * (b.lam - a.lam)))
         return b.alpha * x0 + math.sqrt(max(b.sigma**2 - c**2, 0.0)) * eps + c * ctx.increment(x, i)
-
-    def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in super().describe().items() if k != "prediction"} | {"eta": self.eta}

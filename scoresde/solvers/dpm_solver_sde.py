@@ -30,11 +30,10 @@ docs/guides/defaults.md).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
-from .._validation import is_real
+from .._validation import check_bool, check_choice, check_number
 from .base import Solver, StepContext
 
 SOLVER_TYPES = ("midpoint", "heun")
@@ -55,6 +54,7 @@ class DPMSolverPP2MSDE(Solver):
     order = 1.0  # strong order of a stochastic step; the deterministic part is second order
     default_steps = 50
     default_grid = "log_snr"
+    reported = ("eta", "s_noise", "solver_type", "lower_order_final")
 
     def __init__(
         self,
@@ -67,15 +67,10 @@ class DPMSolverPP2MSDE(Solver):
         rho: float = 7.0,
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        for name, value in (("eta", eta), ("s_noise", s_noise)):
-            if not (is_real(value) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        if solver_type not in SOLVER_TYPES:
-            raise ValueError(f"solver_type must be one of {list(SOLVER_TYPES)}, got {solver_type!r}")
-        if lower_order_final not in (True, False):
-            raise ValueError(f"lower_order_final must be a bool, got {lower_order_final!r}")
-        self.eta, self.s_noise, self.solver_type = float(eta), float(s_noise), solver_type
-        self.lower_order_final = bool(lower_order_final)
+        self.eta = check_number("eta", eta, 0, math.inf, "[)")
+        self.s_noise = check_number("s_noise", s_noise, 0, math.inf, "[)")
+        self.solver_type = check_choice("solver_type", solver_type, SOLVER_TYPES)
+        self.lower_order_final = check_bool("lower_order_final", lower_order_final)
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
         c = ctx.coeffs
@@ -98,7 +93,3 @@ class DPMSolverPP2MSDE(Solver):
         if self.eta > 0 and self.s_noise > 0:
             out = out + (s1 * math.sqrt(-math.expm1(-2 * eta_h)) * self.s_noise) * ctx.increment(x, i)
         return m1 * out
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"eta": self.eta, "s_noise": self.s_noise, "solver_type": self.solver_type,
-                                     "lower_order_final": self.lower_order_final}  # fmt: skip

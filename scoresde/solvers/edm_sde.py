@@ -18,19 +18,12 @@ Two score evaluations per step (EDM's last step to sigma = 0 is Euler; here the 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .._validation import is_real
+from .._validation import check_number
 from .base import Solver, StepContext
-
-
-def _non_negative(name: str, value: float) -> float:
-    if not (is_real(value) and not math.isnan(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
 
 
 class EDMStochastic(Solver):
@@ -54,6 +47,7 @@ class EDMStochastic(Solver):
     default_steps = 25
     nfe_per_step = 2
     default_grid = "logistic"
+    reported = ("S_churn", "S_min", "S_max", "S_noise")
 
     def __init__(
         self,
@@ -66,8 +60,8 @@ class EDMStochastic(Solver):
         rho: float = 7.0,
     ) -> None:
         super().__init__(grid=grid, rho=rho)
-        self.S_churn, self.S_min = _non_negative("S_churn", S_churn), _non_negative("S_min", S_min)
-        self.S_max, self.S_noise = _non_negative("S_max", S_max), _non_negative("S_noise", S_noise)
+        churn = {"S_churn": S_churn, "S_min": S_min, "S_max": S_max, "S_noise": S_noise}
+        self.S_churn, self.S_min, self.S_max, self.S_noise = (check_number(k, v, 0, math.inf) for k, v in churn.items())
         if self.S_min > self.S_max:
             raise ValueError(f"S_min ({S_min}) must not exceed S_max ({S_max})")
 
@@ -96,11 +90,3 @@ class EDMStochastic(Solver):
         x_euler = x_tilde + (s1 - sigma_hat) * d0
         d1 = (-s1 * m1) * ctx.score(m1 * x_euler, ctx.t(i + 1))
         return m1 * (x_tilde + (0.5 * (s1 - sigma_hat)) * (d0 + d1))
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {
-            "S_churn": self.S_churn,
-            "S_min": self.S_min,
-            "S_max": self.S_max,
-            "S_noise": self.S_noise,
-        }

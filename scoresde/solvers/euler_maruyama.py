@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 
-from .base import GaussianTransition, Solver, StepContext
+from .base import GaussianSolver, GaussianTransition, StepContext
 
 
-class EulerMaruyama(Solver):
+class EulerMaruyama(GaussianSolver):
     """One Euler-Maruyama step of dx = [f(t) x - g(t)^2 score(x, t)] dt + g(t) dw_bar, backwards in time.
 
     With dt_i = t_i - t_{i+1} > 0, the step length of the grid actually walked:
@@ -27,7 +25,3 @@ class EulerMaruyama(Solver):
         c = ctx.coeffs
         dt, g2 = c.dt[i], c.g2[i]
         return GaussianTransition(x * (1 - c.f[i] * dt) + (g2 * dt) * score, g2 * dt)
-
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
-        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
-        return mean + math.sqrt(var) * ctx.increment(x, i)

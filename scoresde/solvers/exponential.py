@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._validation import check_choice
 from .base import Solver, StepContext
 
 PREDICTIONS = ("data", "noise")
@@ -71,12 +71,11 @@ class ExponentialIntegrator(Solver):
     order = 1
     default_steps = 20
     default_grid = "log_snr"
+    reported = ("prediction",)
 
     def __init__(self, prediction: str = "data", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        self.prediction = prediction
+        self.prediction = check_choice("prediction", prediction, PREDICTIONS)
 
     @staticmethod
     def node(ctx: StepContext, i: int) -> Node:
@@ -112,6 +111,3 @@ class ExponentialIntegrator(Solver):
         """DDIM / DPM-Solver-1 (Lu et al. 2022a, eq. 3.7; 2022b, eq. 11): x_b = L x_a - C (e^hh - 1) M_a."""
         tr = self.transfer(a, b)
         return tr.L * x - (tr.C * math.expm1(tr.hh)) * model
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"prediction": self.prediction}

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._validation import is_int
+from .._validation import check_int, is_int
 
 _MASK = 0xFFFFFFFF
 
@@ -111,8 +111,7 @@ class BrownianNoise(NoiseSource):
             raise ValueError(f"the time span must have t_lo < t_hi, got [{t_lo}, {t_hi}]")
         if not is_int(depth) or not 1 <= depth <= 30:
             raise ValueError(f"depth must be an integer in [1, 30], got {depth!r}")
-        if not is_int(offset) or offset < 0:
-            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+        check_int("offset", offset, 0)
         self.seed, self.t_lo, self.t_hi, self.depth, self.offset = seed, float(t_lo), float(t_hi), depth, offset
         self._calls = 0
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (t, index, W(t)) of the latest query
@@ -198,9 +197,7 @@ class KeyedNoise(NoiseSource):
     def __init__(self, seed: int, offset: int = 0) -> None:
         if not is_int(seed):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not is_int(offset) or offset < 0:
-            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
-        self.seed, self.offset, self._calls = seed, offset, 0
+        self.seed, self.offset, self._calls = seed, check_int("offset", offset, 0), 0
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         index = torch.arange(like.shape[0], device=like.device) if index is None else index.to(like.device)

@@ -12,15 +12,14 @@ refused combination is no predictor with no corrector (it would return the prior
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .._validation import is_int
-from .base import GaussianTransition, Solver, StepContext
+from .._validation import check_choice, check_int, check_positive
+from .base import GaussianSolver, GaussianTransition, Solver, StepContext
 from .euler_maruyama import EulerMaruyama
 
 
@@ -28,7 +27,7 @@ class Predictor(Solver):
     """A solver step used as the predictor of :class:`PredictorCorrector`."""
 
 
-class ReverseDiffusion(Predictor):
+class ReverseDiffusion(GaussianSolver, Predictor):
     """Reverse-diffusion predictor (paper eq. 46) on the exact kernel f_i = (r_i - 1) x, G_i^2 = v_i.
 
         x_{i+1} = x_i - f_i + G_i^2 s(x_i, t_i) + G_i z = (2 - r_i) x_i + v_i s(x_i, t_i) + sqrt(v_i) z.
@@ -43,15 +42,11 @@ class ReverseDiffusion(Predictor):
         r, v = ctx.coeffs.r[i], ctx.coeffs.v[i]
         return GaussianTransition((2 - r) * x + v * score, v)
 
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
-        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
-        return mean + math.sqrt(var) * ctx.increment(x, i)
-
 
 ANCESTRAL_VARIANCES = ("beta_tilde", "beta", "analytic")
 
 
-class Ancestral(Predictor):
+class Ancestral(GaussianSolver, Predictor):
     """Ancestral sampling: draw x_{t_{i+1}} from the forward posterior q(x_{t_{i+1}} | x_{t_i}, x_0) at Tweedie's x_0.
 
     For the kernel x_{t_i} = r x_{t_{i+1}} + sqrt(v) z the posterior mean with m(t_i) x0_hat = x + s_i^2 score is
@@ -81,12 +76,11 @@ class Ancestral(Predictor):
     """
 
     order = 0.5
+    reported = ("variance",)
 
     def __init__(self, variance: str = "analytic", *, grid: str | None = None, rho: float = 7.0) -> None:
         super().__init__(grid=grid, rho=rho)
-        if variance not in ANCESTRAL_VARIANCES:
-            raise ValueError(f"variance must be one of {list(ANCESTRAL_VARIANCES)}, got {variance!r}")
-        self.variance = variance
+        self.variance = check_choice("variance", variance, ANCESTRAL_VARIANCES)
 
     def transition(self, x: Tensor, score: Tensor, i: int, ctx: StepContext) -> GaussianTransition:
         """The step's kernel given s(x_i, t_i): mean (x_i + v_i s) / r_i and the chosen reverse variance."""
@@ -102,14 +96,6 @@ class Ancestral(Predictor):
         else:
             var = lam2
         return GaussianTransition((x + v * score) / r, var)
-
-    def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
-        mean, var = self.transition(x, ctx.score(x, ctx.t(i)), i, ctx)
-        std = var.sqrt() if isinstance(var, Tensor) else math.sqrt(var)
-        return mean + std * ctx.increment(x, i)
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"variance": self.variance}
 
 
 class NoPredictor(Predictor):
@@ -140,12 +126,8 @@ class Corrector(abc.ABC):
 
 class _LangevinBase(Corrector):
     def __init__(self, snr: float = 0.16, n_steps: int = 1) -> None:
-        if not (isinstance(snr, (int, float)) and math.isfinite(snr) and snr > 0):
-            raise ValueError(f"snr must be a positive number, got {snr!r}")
-        if not is_int(n_steps) or n_steps < 1:
-            raise ValueError(f"n_steps (corrector steps per time) must be an integer >= 1, got {n_steps!r}")
-        self.snr = float(snr)
-        self.n_steps = n_steps
+        self.snr = check_positive("snr", snr)
+        self.n_steps = check_int("n_steps (corrector steps per time)", n_steps)
 
     def describe(self) -> dict[str, Any]:
         return {"snr": self.snr, "n_corrector_steps": self.n_steps}
@@ -193,8 +175,7 @@ class Langevin(_LangevinBase):
 
     def __init__(self, snr: float = 0.16, n_steps: int = 1, snr_rule: str = "batch") -> None:
         super().__init__(snr, n_steps)
-        if snr_rule not in SNR_RULES:
-            raise ValueError(f"snr_rule must be one of {list(SNR_RULES)}, got {snr_rule!r}")
+        check_choice("snr_rule", snr_rule, SNR_RULES)
         self.snr_rule = snr_rule
 
     def describe(self) -> dict[str, Any]:

@@ -18,8 +18,10 @@ CHEAP_DATA = ["digits", "checkerboard", "swiss_roll", "moons", "pinwheel", "eigh
 @pytest.mark.parametrize("name", CHEAP_DATA)
 def test_data_configs(name):
     cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
-    assert set(cfg) == {"dataset", "ve_sigma_max", "kind"}
+    assert set(cfg) == ({"dataset", "ve_sigma_max", "kind", "dequantize"} if name == "digits" else
+                        {"dataset", "ve_sigma_max", "kind"})  # fmt: skip
     assert cfg.kind == ("image" if name == "digits" else "points")
+    assert cfg.get("dequantize", False) is (name == "digits")  # discrete digits train dequantised
     ds = instantiate(cfg.dataset)
     assert isinstance(ds, ArrayDataset) and ds.name == name
     # ve_sigma_max is the largest pairwise training distance, rounded up by less than 0.1: checked exactly, for 2-D
@@ -54,7 +56,8 @@ def test_large_unet_config_builds_for_28_and_32():
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist", "cifar10"])
 def test_file_dataset_configs(name, tmp_path):
     cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
-    assert set(cfg) == {"dataset", "ve_sigma_max", "kind"} and cfg.kind == "image"
+    assert set(cfg) == {"dataset", "ve_sigma_max", "kind", "dequantize"} and cfg.kind == "image"
+    assert cfg.dequantize is False  # not measured on the 256-level datasets
     assert cfg.ve_sigma_max >= 40  # 784 or 3072 dims in [-1, 1]
     with pytest.raises(Exception, match=str(tmp_path / "missing")):
         instantiate(cfg.dataset, root=str(tmp_path / "missing"))

@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from scoresde.data import ArrayDataset, RandomHorizontalFlip, dequantize, from_levels, max_pairwise_distance, to_levels
+from scoresde.data import (
+    ArrayDataset,
+    Chain,
+    RandomHorizontalFlip,
+    UniformDequantization,
+    dequantize,
+    from_levels,
+    max_pairwise_distance,
+    to_levels,
+)
 
 
 @pytest.mark.parametrize("levels", [2, 17, 256])
@@ -73,6 +82,34 @@ def test_random_horizontal_flip():
     assert bool((flipped | kept).all()) and 400 < int(flipped.sum()) < 600
     with pytest.raises(ValueError, match="p must lie"):
         RandomHorizontalFlip(p=2.0)
+
+
+def test_uniform_dequantization_fills_the_bins_bits_per_dim_integrates_over():
+    """Each value becomes a uniform draw in its level's bin [lo + w k, lo + w (k + 1)), w = (hi - lo) / K, the bins
+    of scoresde.likelihood.quantization.Quantization (the bits/dim bound's)."""
+    from scoresde.likelihood.quantization import Quantization
+
+    levels, data_range = 17, (-1.0, 1.0)
+    k = torch.arange(levels).repeat(2000)
+    x = from_levels(k, levels, data_range).reshape(-1, 1, 1, 1)
+    transform = UniformDequantization(levels, data_range)
+    y = transform(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    quant = Quantization(levels, data_range)
+    u = ((y.double().flatten() - quant.lo) / quant.bin_width - k).numpy()
+    assert u.min() >= 0 and u.max() < 1 + 1e-6
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005  # U[0, 1)
+    again = transform(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y, again) and not torch.equal(y, transform(x, generator=torch.Generator().manual_seed(1)))
+    flip_then = Chain(RandomHorizontalFlip(p=1.0), transform)
+    img = from_levels(torch.arange(8).reshape(1, 1, 2, 4), levels, data_range)
+    out = flip_then(img, generator=torch.Generator().manual_seed(0))
+    bins = torch.floor((out.double() - quant.lo) / quant.bin_width).long()
+    assert torch.equal(bins, torch.arange(8).reshape(1, 1, 2, 4).flip(-1))
+    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+        UniformDequantization(1)
+    with pytest.raises(ValueError, match="data_range"):
+        UniformDequantization(17, (1.0, -1.0))
 
 
 def test_level_convention_agrees_with_the_likelihood_quantization():

@@ -57,7 +57,7 @@ def test_subsets_and_range(tmp_path):
     ds = mnist(root=tmp_path, n_train=2, n_test=1, data_range=(0.0, 1.0))
     assert ds.name == "mnist" and ds.train.shape[0] == 2 and ds.test.shape[0] == 1
     assert float(ds.train.min()) >= 0.0 and ds.data_range == (0.0, 1.0)
-    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+    with pytest.raises(ValueError, match="n_train must be an integer >= 1 or None"):
         mnist(root=tmp_path, n_train=0)
 
 

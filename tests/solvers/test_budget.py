@@ -61,7 +61,7 @@ def test_default_grid_and_bad_grid():
     names = r"\['karras', 'log_snr', 'logistic', 'quadratic', 'uniform'\]"
     with pytest.raises(ValueError, match=r"grid must be one of " + names):
         SOLVERS["pc"](grid="cosine")
-    with pytest.raises(ValueError, match="rho must be a positive number"):
+    with pytest.raises(ValueError, match="rho must be a positive finite number"):
         SOLVERS["euler_maruyama"](grid="karras", rho=-1.0)
 
 

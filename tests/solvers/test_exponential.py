@@ -217,7 +217,7 @@ def test_singlestep_order_mixing_beats_dropping_the_remainder():
 def test_bad_options():
     with pytest.raises(ValueError, match="order must be 1, 2 or 3"):
         DPMSolver(order=4)
-    with pytest.raises(ValueError, match=r"prediction must be one of \('data', 'noise'\)"):
+    with pytest.raises(ValueError, match=r"prediction must be one of \['data', 'noise'\]"):
         UniPC(prediction="v")
     with pytest.raises(ValueError, match="variant must be one of"):
         UniPC(variant="bh3")

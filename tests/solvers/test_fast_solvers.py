@@ -63,5 +63,5 @@ def test_dpm_solver3_recovers_mixture_weights():
 
 
 def test_bad_rho():
-    with pytest.raises(ValueError, match="rho must be a positive number"):
+    with pytest.raises(ValueError, match="rho must be a positive finite number"):
         EDMHeun(rho=0)
