@@ -1,6 +1,6 @@
 """Run one digits training job through the CLI and store its test bits/dim with provenance.
 
-    OMP_NUM_THREADS=1 python benchmarks/digits_recipe_run.py NAME RUN [OVERRIDE ...]
+    python benchmarks/digits_recipe_run.py [--threads N] NAME RUN [OVERRIDE ...]
 
 runs ``python -m scoresde.train OVERRIDE ... progress=false hydra.run.dir=RUN`` (RUN: a directory outside the
 repository) and writes ``benchmarks/results/digits_default_recipe/NAME.json``: the CLI's eval.json (the paired
@@ -33,21 +33,26 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="the CLI's run directory (outside the repository)")
     parser.add_argument("overrides", nargs="*", help="hydra overrides of python -m scoresde.train")
     parser.add_argument("--record-only", action="store_true", help="store a finished run of RUN")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process (default 1)")
     args = parser.parse_args()
     run_dir = args.run_dir.resolve()
     load_before = load_after = None
-    meta = record(threads=1, placeholders={"RUN": str(args.run_dir), "RUN ": str(run_dir)})  # the commit it ran at
+    meta = record(
+        threads=args.threads, placeholders={"RUN": str(args.run_dir), "RUN ": str(run_dir)}
+    )  # the commit it ran at
     overrides = list(args.overrides)
     if args.record_only:
         overrides = [o for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
                      if not o.startswith(("hydra.run.dir=", "progress="))]  # fmt: skip
     else:
         load_before = os.getloadavg()
-        cmd = [sys.executable, "-m", "scoresde.train", *overrides, "progress=false", f"hydra.run.dir={run_dir}"]
-        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cmd = [sys.executable, "-m", "scoresde.train", *overrides, f"threads={args.threads}", "progress=false",
+               f"hydra.run.dir={run_dir}"]  # fmt: skip
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         load_after = os.getloadavg()
     summary = json.loads((run_dir / "summary.json").read_text())
-    meta["cli_command"] = " ".join(["python -m scoresde.train", *overrides, "progress=false", "hydra.run.dir=RUN"])
+    meta["cli_command"] = " ".join(["python -m scoresde.train", *overrides, f"threads={args.threads}", "progress=false",
+                                   "hydra.run.dir=RUN"])  # fmt: skip
     payload = {
         "overrides": overrides,
         "train_seconds": summary.get("train_time_s", summary.get("wall_time")),

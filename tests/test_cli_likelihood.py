@@ -77,16 +77,18 @@ def test_discrete_data_reports_bits_per_dim_and_both_baselines(tmp_path):
     assert summary["unit"] == "bits/dim" and summary["settings"]["divergence"] == "rademacher"  # auto, D = 64
     assert set(summary["baselines"]) == {"per-pixel categorical", "gaussian (full covariance)"}
     assert summary["model_importance_weighted"]["mean"] <= summary["model"]["mean"]
+    assert summary["settings"]["centred_bins"] is True  # auto: the digits config trains dequantised (centred bins)
     # one batch (batch 0, seeded by scoresde.distributed.chunk_generator): the same noise and probes as a direct call
     ckpt = scoresde.load_checkpoint(tmp_path)  # a run directory resolves to its newest checkpoint
     data = ckpt.load_dataset()
     direct = scoresde.bits_per_dim(ckpt.sde, ckpt.score_fn, data.test[:6], levels=17, n_dequant=2,
-                                   generator=chunk_generator(0, 0), divergence="rademacher",
+                                   generator=chunk_generator(0, 0), divergence="rademacher", centred_bins=True,
                                    rtol=1e-3, atol=1e-3)  # fmt: skip
     assert summary["model"]["mean"] == pytest.approx(direct.mean, abs=1e-9)
-    overrides = ("limit=6", "n_dequant=2", "centred_bins=true", "rtol=1e-3", "atol=1e-3")
+    overrides = ("limit=6", "n_dequant=2", "centred_bins=false", "rtol=1e-3", "atol=1e-3")
     centred = evaluate(_likelihood_config(ckpt_path, *overrides), torch.device("cpu"))
-    assert centred["settings"]["centred_bins"] is True
+    assert centred["settings"]["centred_bins"] is False
+    assert centred["model"]["mean"] != pytest.approx(summary["model"]["mean"], abs=1e-6)  # other bins, other bound
     # both baselines are blind to the bin convention: the categorical is discrete, the Gaussian affine-equivariant
     for name, value in summary["baselines"].items():
         assert centred["baselines"][name]["mean"] == pytest.approx(value["mean"], abs=1e-9)

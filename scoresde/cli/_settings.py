@@ -182,7 +182,8 @@ def validate_likelihood(config: DictConfig) -> None:
     choice("method", c["method"], METHODS)
     for key in ("rtol", "atol", "eps"):
         check_positive(key, c[key])
-    boolean("centred_bins", c["centred_bins"])
+    if c["centred_bins"] != "auto" and not isinstance(c["centred_bins"], bool):
+        raise ValueError(f"centred_bins must be true, false or auto, got {c['centred_bins']!r}")
     boolean("ema", c["ema"])
 
 

@@ -76,6 +76,8 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
     solver = dict(divergence=divergence, n_probes=int(cfg["n_probes"]), method=cfg["method"], rtol=float(cfg["rtol"]),
                   atol=float(cfg["atol"]), eps=float(cfg["eps"]))  # fmt: skip
     levels, data_range = dataset.levels, tuple(dataset.data_range)
+    centred = cfg["centred_bins"]  # auto: the bins the model was trained on (centred when trained dequantised)
+    centred = bool(ckpt.config["data"].get("dequantize", False)) if centred == "auto" else bool(centred)
     unit = "nats/dim" if levels is None else "bits/dim"
     group = process_group()
     log.info("checkpoint %s (step %d), %s split %s: %d examples of %s, divergence %s, rtol %g, atol %g",
@@ -95,7 +97,7 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
             local[i] = (values[-1], None, res.nfe)
         else:
             res = bits_per_dim(ckpt.sde, ckpt.score_fn, x, levels=levels, data_range=data_range,
-                               n_dequant=int(cfg["n_dequant"]), centred_bins=bool(cfg["centred_bins"]),
+                               n_dequant=int(cfg["n_dequant"]), centred_bins=centred,
                                generator=gen, progress=progress, **solver)  # fmt: skip
             values.append(res.per_sample)
             local[i] = (res.per_sample.cpu(), res.per_sample_iw.cpu(), res.nfe)
@@ -109,7 +111,7 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
     nfes = [v[2] for v in merged.values()]
     model = BitsPerDim.from_values(torch.cat(values), nfe=sum(nfes), wall_time=wall)
     baselines = fit_baselines(dataset.train, x_all.cpu(), levels, data_range, int(cfg["n_dequant"]), int(cfg["seed"]),
-                              centred_bins=bool(cfg["centred_bins"]))  # fmt: skip
+                              centred_bins=centred)  # fmt: skip
     summary = {
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -124,7 +126,7 @@ def evaluate(cfg: dict[str, Any], device: torch.device, run_dir: Path | None = N
         "settings": {
             **solver,
             "n_dequant": int(cfg["n_dequant"]),
-            "centred_bins": bool(cfg["centred_bins"]),
+            "centred_bins": centred,
             "batch_size": batch_size,
             "seed": int(cfg["seed"]),
             "ema": bool(cfg["ema"]),

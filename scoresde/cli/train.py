@@ -162,6 +162,8 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
                                "train_time_s": result.wall_time, "checkpoint": str(result.checkpoint)}  # fmt: skip
     if hasattr(train_config.objective, "teacher_calls") and result.steps_run:  # consistency distillation's cost
         summary["teacher_calls_per_step"] = train_config.objective.teacher_calls / result.steps_run
+        summary["levels"] = train_config.objective.N  # N=auto: the levels chosen from the teacher's map error
+        summary["map_errors"] = {str(k): v for k, v in train_config.objective.map_errors.items()}
     if runtime.world_size > 1:
         summary["replica_deviation"] = result.replica_deviation
         if runtime.is_main:
@@ -187,7 +189,7 @@ def run(cfg: DictConfig, run_dir: Path, runtime: Runtime) -> dict[str, Any]:
         )
         report = evaluate_likelihood(sde, trainer.ema.model, dataset.train, dataset.test[:n_test].to(runtime.device),
                                      levels=dataset.levels, data_range=dataset.data_range, seed=int(cfg.seed),
-                                     **options)  # fmt: skip
+                                     centred_bins=bool(cfg.data.get("dequantize", False)), **options)  # fmt: skip
         log.info("%s\n  (%d score evaluations, %.1f s)", report.table(), report.nfe, report.wall_time)
         summary["eval"] = report.as_dict()
         (run_dir / "eval.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")

@@ -125,6 +125,7 @@ def evaluate_likelihood(
     data_range: tuple[float, float] = (-1.0, 1.0),
     seed: int = 0,
     draws: int = 1,
+    centred_bins: bool = False,
     **likelihood_kwargs: Any,
 ) -> LikelihoodReport:
     """Likelihood of ``test`` under ``model`` and under baselines fitted to ``train``, with a paired verdict.
@@ -139,6 +140,8 @@ def evaluate_likelihood(
         seed: Seeds dequantisation noise and Hutchinson probes.
         draws: Independent estimates per example (fresh dequantisation noise and probes), averaged; >= 2 measures
             the estimator's noise. Continuous data with the exact divergence use one (the estimate is deterministic).
+        centred_bins: Dequantisation bins centred on the stored values (for a model trained on
+            :class:`scoresde.data.UniformDequantization` draws) instead of the K bins tiling the range.
         **likelihood_kwargs: Passed to the likelihood function (divergence, rtol, atol, eps, ...).
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
@@ -151,7 +154,7 @@ def evaluate_likelihood(
         for _ in range(draws):
             if levels is not None:
                 res = bits_per_dim(sde, model, test, levels=levels, data_range=data_range, generator=gen,
-                                   **likelihood_kwargs)  # fmt: skip
+                                   centred_bins=centred_bins, **likelihood_kwargs)  # fmt: skip
                 per = res.per_sample.detach().double().cpu()
             else:
                 res = log_likelihood(sde, model, test, generator=gen, **likelihood_kwargs)
@@ -161,7 +164,7 @@ def evaluate_likelihood(
     per_draw = torch.stack(estimates)  # (draws, n)
     per = per_draw.mean(0)
     value = (float(per.mean()), float(per.std() / math.sqrt(n)) if n > 1 else math.nan)
-    fitted = fit_baselines(train, test, levels, data_range, seed=seed)
+    fitted = fit_baselines(train, test, levels, data_range, seed=seed, centred_bins=centred_bins)
     baselines = {name: (b.mean, b.stderr) for name, b in fitted.items()}
     paired = {name: paired_difference(per_draw, b.per_sample, name) for name, b in fitted.items()}
     if levels is not None:

@@ -124,3 +124,46 @@ def test_distances():
     torch.testing.assert_close(PseudoHuber()(a, b), torch.full((3,), math.sqrt(4 + c**2) - c))
     with pytest.raises(ValueError, match="c must"):
         PseudoHuber(c=0)
+
+
+@pytest.mark.parametrize("rtol", [1e-2, 1e-4])
+def test_auto_levels_make_the_teachers_composed_map_accurate(sde, rtol):
+    """N="auto" doubles N from 18 until the composed teacher map moves by <= rtol x scale; against the exact flow
+    map of Gaussian data (closed form) the chosen N's map is then within about rtol (Heun's error falls ~4x per
+    doubling, so the N-vs-2N change bounds the error by 4/3 of itself), and N / 2 was not."""
+    data = anisotropic_gaussian(2)
+    x0 = data.sample(256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = ConsistencyModel(make_net((2,)), sde).double()
+    cd = ConsistencyDistillation(data.score_fn(sde), N="auto", map_rtol=rtol, mu=0.0)
+    n = cd.choose_levels(model, x0)
+    scale = float(model.sigma_data)
+    assert n in (18, 36, 72, 144, 288, 576) and cd.map_errors[n] <= rtol
+    assert all(cd.map_errors[k] > rtol for k in cd.map_errors if k < n)
+    start = sde.prior_sampling((256, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    from scoresde.consistency.objectives import level_times
+
+    exact = ExactFlowMap(data, sde)(start, torch.full((256,), sde.T, dtype=torch.float64))
+    got = cd.teacher_map(sde, start, level_times(sde, model.eps, n, 7.0))
+    assert float((got - exact).pow(2).mean().sqrt()) / scale <= 1.5 * rtol
+    if rtol == 1e-4:
+        assert n > 18  # the search doubled
+
+
+def test_auto_levels_are_chosen_once_and_kept_by_checkpoints(sde):
+    data = anisotropic_gaussian(2)
+    x0 = data.sample(64, generator=torch.Generator().manual_seed(0))
+    model = ConsistencyModel(make_net((2,)), sde)
+    cd = ConsistencyDistillation(data.score_fn(sde), mu=0.5)
+    assert cd.N == "auto"
+    cd(model, x0, torch.Generator().manual_seed(0))
+    chosen, calls = cd.N, cd.teacher_calls
+    assert isinstance(chosen, int) and calls > 0
+    cd(model, x0, torch.Generator().manual_seed(1))
+    assert cd.N == chosen and cd.teacher_calls - calls <= 2 * x0.shape[0]  # no second search
+    resumed = ConsistencyDistillation(data.score_fn(sde), mu=0.5)
+    resumed.load_state_dict(cd.state_dict())
+    assert resumed.N == chosen and resumed.map_errors == cd.map_errors
+    with pytest.raises(ValueError, match="map_rtol"):
+        ConsistencyDistillation(None, map_rtol=0.0)
+    with pytest.raises(ValueError, match="N"):
+        ConsistencyDistillation(None, N="many")

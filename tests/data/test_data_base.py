@@ -85,8 +85,9 @@ def test_random_horizontal_flip():
 
 
 def test_uniform_dequantization_fills_the_bins_bits_per_dim_integrates_over():
-    """Each value becomes a uniform draw in its level's bin [lo + w k, lo + w (k + 1)), w = (hi - lo) / K, the bins
-    of scoresde.likelihood.quantization.Quantization (the bits/dim bound's)."""
+    """Each value becomes a uniform draw in the bin of width w = (hi - lo) / (K - 1) centred on its stored value,
+    the centred bins of scoresde.likelihood.quantization.Quantization (the bits/dim bound's with centred_bins=True),
+    so rounding to the nearest level recovers every value."""
     from scoresde.likelihood.quantization import Quantization
 
     levels, data_range = 17, (-1.0, 1.0)
@@ -95,17 +96,17 @@ def test_uniform_dequantization_fills_the_bins_bits_per_dim_integrates_over():
     transform = UniformDequantization(levels, data_range)
     y = transform(x, generator=torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.dtype == x.dtype
-    quant = Quantization(levels, data_range)
-    u = ((y.double().flatten() - quant.lo) / quant.bin_width - k).numpy()
+    quant = Quantization(levels, data_range, centred=True)
+    u = ((y.double().flatten() - quant.lo) / quant.bin_width - k + 0.5).numpy()
     assert u.min() >= 0 and u.max() < 1 + 1e-6
     assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005  # U[0, 1)
+    assert torch.equal(to_levels(y, levels, data_range).flatten(), k)  # samples stay in data coordinates
     again = transform(x, generator=torch.Generator().manual_seed(0))
     assert torch.equal(y, again) and not torch.equal(y, transform(x, generator=torch.Generator().manual_seed(1)))
     flip_then = Chain(RandomHorizontalFlip(p=1.0), transform)
     img = from_levels(torch.arange(8).reshape(1, 1, 2, 4), levels, data_range)
     out = flip_then(img, generator=torch.Generator().manual_seed(0))
-    bins = torch.floor((out.double() - quant.lo) / quant.bin_width).long()
-    assert torch.equal(bins, torch.arange(8).reshape(1, 1, 2, 4).flip(-1))
+    assert torch.equal(to_levels(out, levels, data_range), torch.arange(8).reshape(1, 1, 2, 4).flip(-1))
     with pytest.raises(ValueError, match="levels must be an integer >= 2"):
         UniformDequantization(1)
     with pytest.raises(ValueError, match="data_range"):
