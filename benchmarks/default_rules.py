@@ -3,9 +3,11 @@
 A rule gives, per budget, the UniPC and the DPM-Solver setting that ``sample(solver=...)`` would take by default.
 The candidates are published settings: UniPC's code defaults (B(h) = h, time-uniform), its authors' advice for
 low-resolution models (B(h) = e^h - 1, order 3, log-SNR), the diffusers port's defaults (order 2, B(h) = e^h - 1,
-time-uniform); DPM-Solver++(2M) with lower-order final step on the log-SNR grid (the DPM-Solver README for <= 10
-steps), 3M from 10, DPM-Solver-2M on the time-quadratic grid; and ``previous``, the defaults of commit d9ee16c
-(logistic grids with fitted floors and widths), rebuilt from explicit grids. ``defaults`` is, as in
+time-uniform) and both orders on the time-quadratic grid (DDIM's grid for low-resolution data, DPM-Solver's
+``skip_type='time_quadratic'``); DPM-Solver++(2M) with lower-order final step on the log-SNR grid (the DPM-Solver
+README for <= 10 steps) or the time-quadratic grid, 3M from 10, DPM-Solver-2M on the time-quadratic grid; and
+``previous``, the library's defaults since commit d9ee16c (logistic grids with fitted floors and widths), rebuilt
+from explicit grids (``today`` runs the library's defaults by name, a check that the two agree). ``defaults`` is, as in
 fast_solvers.py, the best of the rule's two solvers and scoresde's other deterministic solvers with default options;
 ``recommended`` the best of the references' recommended settings. The other solvers' and the references' errors are
 read from a stored fast_solvers.py CSV of the split (the problems, n and budgets too), so every rule is compared on
@@ -54,6 +56,8 @@ UNIPC = {  # name -> (solver, grid) for a run of n steps
     "bh2 o2 time-uniform (diffusers)": lambda n: (UniPC(2, "bh2"), _grid("uniform")),
     "bh1 o3 log-SNR": lambda n: (UniPC(3, "bh1"), _grid("log_snr")),
     "bh2 o3 log-SNR (authors, >= 10)": lambda n: (UniPC(3, "bh2"), _grid("log_snr")),
+    "bh2 o2 time-quadratic": lambda n: (UniPC(2, "bh2"), _grid("quadratic")),
+    "bh2 o3 time-quadratic": lambda n: (UniPC(3, "bh2"), _grid("quadratic")),
 }
 DPM = {
     "++2M lof log-SNR (README <= 10)": lambda n: (DPMSolver(2, "data", lower_order_final=True), _grid("log_snr")),
@@ -68,8 +72,20 @@ def rules() -> dict[str, callable]:
     few = lambda a, b: lambda n: a if n < 10 else b  # noqa: E731 - the published 10-step threshold
     uni_rule = few("bh1 o3 time-uniform (UniPC code)", "bh2 o3 log-SNR (authors, >= 10)")
     return {
-        "previous (d9ee16c, fitted logistic grids)": "previous",
-        "today: UniPC diffusers <10 / authors, DPM-Solver++ 2M <10, 2M noise quadratic >=10": "today",
+        "fitted logistic grids (the defaults since d9ee16c), rebuilt": "previous",
+        "today (the library's defaults, run by name)": "today",
+        "time-quadratic <10 (UniPC bh2 o2, DPM-Solver++ 2M); >=10 UniPC authors, 2M noise quadratic": lambda n: (
+            few("bh2 o2 time-quadratic", "bh2 o3 log-SNR (authors, >= 10)")(n),
+            few("++2M lof time-quadratic", "2M noise time-quadratic")(n),
+        ),
+        "time-quadratic everywhere: UniPC bh2 o2 <10 / o3, DPM-Solver++ 2M <10 / 2M noise": lambda n: (
+            few("bh2 o2 time-quadratic", "bh2 o3 time-quadratic")(n),
+            few("++2M lof time-quadratic", "2M noise time-quadratic")(n),
+        ),
+        "s6: UniPC diffusers <10 / authors, DPM-Solver++ 2M log-SNR <10, 2M noise quadratic >=10": lambda n: (
+            few("bh2 o2 time-uniform (diffusers)", "bh2 o3 log-SNR (authors, >= 10)")(n),
+            few("++2M lof log-SNR (README <= 10)", "2M noise time-quadratic")(n),
+        ),
         "all published log-SNR: UniPC bh1/bh2 o3, DPM-Solver++ 2M <=10 / 3M": lambda n: (
             few("bh1 o3 log-SNR", "bh2 o3 log-SNR (authors, >= 10)")(n),
             "++2M lof log-SNR (README <= 10)" if n <= 10 else "++3M lof log-SNR (README 15-50)",

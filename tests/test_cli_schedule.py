@@ -49,7 +49,7 @@ def test_sample_cli_walks_the_optimised_grid_with_the_variant_it_chose(scheduled
         assert f["samples"].shape == (10, 2) and np.isfinite(f["samples"]).all() and int(f["nfe"]) == 6
     used = out.split("optimised schedule (", 1)[1].split("\n", 1)[0]
     assert used.startswith("UniPC(") and all(f"{k}={v!r}" in used for k, v in state["options"].items())
-    assert state["requested"]["order"] == "auto"  # asked for the default; the file says what it chose
+    assert state["requested"]["variant"] == "auto"  # asked for the default; the file says what it chose
 
 
 def test_fid_sweep_point_records_the_schedule_and_its_provenance(scheduled_run, tmp_path):

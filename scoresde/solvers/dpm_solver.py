@@ -46,60 +46,50 @@ def fast_orders(nfe: int, order: int) -> list[int]:
 class DPMSolver(ExponentialIntegrator):
     """DPM-Solver / DPM-Solver++ of order 1-3, single-step or multistep.
 
-    The defaults are multistep order 2 with a rule that switches at ``FEW_STEPS`` = 10 steps, the threshold below
-    which the reference code lowers the order of the final steps:
-
-    - below 10 steps, DPM-Solver++(2M): data prediction, lower-order final step, on the log-SNR grid. This is the
-      DPM-Solver authors' advice for unconditional sampling with ``steps <= 10`` ("2nd-order (dpmsolver++,
-      multistep)", with ``skip_type='logSNR'`` for low-resolution data; README of LuChengTHU/dpm-solver).
-    - from 10 steps, DPM-Solver-2M (Lu et al. 2022a): noise prediction, no lower-order final step (as their code
-      from 10 steps), on the time-quadratic grid (their ``skip_type='time_quadratic'``; DDIM's CIFAR-10 grid).
-
-    The rule has no fitted constant. It was chosen among the published settings on the selection split of
-    benchmarks/fast_solvers.py (12 random problems x 3 SDEs, seeds 0-11), with UniPC's default beside it. Below 10
-    steps DPM-Solver++(2M) on the log-SNR grid was the best DPM-Solver setting there. From 10 steps noise prediction
-    on the time-quadratic grid complements UniPC's log-SNR default best: it puts more steps at low noise. The
-    held-out split is reported in docs/guides/samplers.md.
+    The defaults are DPM-Solver-2M (multistep order 2, noise prediction, no lower-order final steps) on a grid that
+    switches at 15 steps, with UniPC's: below 15 :func:`grids.logistic_mixed` (a bump at sigma = 1 on a high uniform
+    floor), from 15 :func:`grids.logistic_narrow` (a narrower bump; UniPC's default then walks the log-SNR grid,
+    which resolves the data's many scales). They were chosen on the six oracle problems at 6-20 NFE (the
+    two-problem benchmarks/fast_solvers.py of commit 4f4c307, x_T draws of seeds 0 and 3) against the configurations
+    the published DPM-Solver, UniPC and k-diffusion code recommend. These constants are fitted to those two problems;
+    how they hold on the random problem families of today's benchmarks/fast_solvers.py (held-out split) is in
+    docs/guides/samplers.md, and ``scoresde.optimize_schedule`` adapts the grid to a model.
 
     Args:
         order: 1 (DDIM), 2 (default) or 3.
-        prediction: "noise" (DPM-Solver, Lu et al. 2022a), "data" (DPM-Solver++, Lu et al. 2022b) or "auto"
-            (default: data below 10 steps, noise from 10).
+        prediction: "noise" (DPM-Solver, Lu et al. 2022a) or "data" (DPM-Solver++, Lu et al. 2022b).
         method: "multistep" (1 score evaluation per step, 2M / 3M) or "singlestep" (``order`` evaluations per step;
             under an ``nfe`` budget the orders mix to spend it exactly).
         lower_order_final: Multistep only: lower the order of the last steps to the steps left (order 3: the last
-            two steps at orders 2 and 1); "auto" (default): below 10 steps only, as the reference code.
+            two steps at orders 2 and 1).
         solver_type: "dpmsolver" (the reference code's estimates of the derivative terms) or "taylor" (their Taylor
             coefficients; for multistep order 3 the exact ones: the reference's 3M weights the second divided
             difference by half, which makes it second order, while "taylor" is exact for quadratic model outputs).
-        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "log_snr" below 10 steps, else
-            "quadratic".
+        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): :func:`grids.logistic_mixed` below 15
+            steps, else :func:`grids.logistic_narrow`.
         rho: Exponent of the "karras" grid (default 5).
     """
 
-    default_grid = "log_snr below 10 steps, else quadratic"
+    default_grid = "logistic_mixed below 15 steps, else logistic_narrow"
 
     def __init__(
         self,
         order: int = 2,
-        prediction: str = "auto",
+        prediction: str = "noise",
         method: str = "multistep",
-        lower_order_final: bool | str = "auto",
+        lower_order_final: bool = False,
         solver_type: str = "dpmsolver",
         *,
         grid: str | None = None,
         rho: float = 5.0,
     ) -> None:
-        if prediction not in (*PREDICTIONS, "auto"):
-            raise ValueError(f"prediction must be one of {(*PREDICTIONS, 'auto')}, got {prediction!r}")
-        super().__init__("data", grid=grid, rho=rho)
-        self.prediction = prediction
+        super().__init__(prediction, grid=grid, rho=rho)
         if order not in (1, 2, 3) or isinstance(order, bool):
             raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not (isinstance(lower_order_final, bool) or lower_order_final == "auto"):
-            raise TypeError(f"lower_order_final must be a bool or 'auto', got {lower_order_final!r}")
+        if not isinstance(lower_order_final, bool):
+            raise TypeError(f"lower_order_final must be a bool, got {type(lower_order_final).__name__}")
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {SOLVER_TYPES}, got {solver_type!r}")
         self.order, self.method = order, method
@@ -107,18 +97,11 @@ class DPMSolver(ExponentialIntegrator):
         self.nfe_per_step = 1 if method == "multistep" else order
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """The ``grid`` option's grid; by default "log_snr" below 10 steps, else "quadratic"."""
+        """The ``grid`` option's grid; by default :func:`grids.logistic_mixed` below 15 steps, else
+        :func:`grids.logistic_narrow` (UniPC's default switches to the log-SNR grid at the same count)."""
         if self.grid_name is None and type(self).default_grid == DPMSolver.default_grid:
-            return grids.make("log_snr" if steps < FEW_STEPS else "quadratic", sde, steps, eps)
+            return (grids.logistic_mixed if steps < FEW_STEPS else grids.logistic_narrow)(sde, steps, eps)
         return super().grid(sde, steps, eps)
-
-    def resolved(self, steps: int) -> DPMSolver:
-        """This solver with "auto" options replaced by what they mean for a run of ``steps`` steps."""
-        few = steps < FEW_STEPS
-        prediction = ("data" if few else "noise") if self.prediction == "auto" else self.prediction
-        final = few if self.lower_order_final == "auto" else self.lower_order_final
-        return DPMSolver(self.order, prediction, self.method, final, self.solver_type, grid=self.grid_name,
-                         rho=self.rho)  # fmt: skip
 
     def plan(self, sde: SDE, eps: float, *, steps: int | None = None, nfe: int | None = None) -> Tensor:
         """Multistep: ``nfe`` steps. Single-step: ``steps`` steps of ``order``, or the order mix spending ``nfe``."""
@@ -132,15 +115,13 @@ class DPMSolver(ExponentialIntegrator):
     def variants(self, steps: int) -> list[DPMSolver]:
         """Itself, then each prediction (DPM-Solver and DPM-Solver++) and, multistep, order 2 and 3 (2M / 3M) with
         and without lower-order final steps (their code's default is with); ``solver_type`` kept. Single-step orders
-        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3. "auto" options
-        count as what they resolve to for ``steps`` steps."""
+        change the grid's length under a budget and are not varied, nor are DPMSolver2 / DPMSolver3."""
         if type(self) is not DPMSolver:
             return [self]
         multi = self.method == "multistep"
         orders = sorted({self.order, 2, 3}) if multi else [self.order]
-        concrete = self.resolved(steps)  # "auto" options as this run resolves them: not run twice
-        finals = (False, True) if multi else (concrete.lower_order_final,)
-        own = (self.order, concrete.prediction, concrete.lower_order_final)
+        finals = (False, True) if multi else (self.lower_order_final,)
+        own = (self.order, self.prediction, self.lower_order_final)
         out = [self]
         for option in product(orders, PREDICTIONS, finals):
             if option != own:
@@ -150,9 +131,6 @@ class DPMSolver(ExponentialIntegrator):
         return out
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
-        if "auto" in (self.prediction, self.lower_order_final):  # the concrete solver for this run's step count
-            solver = ctx.memory.get("resolved") or ctx.memory.setdefault("resolved", self.resolved(len(ctx.coeffs.dt)))
-            return solver.step(x, i, ctx)
         if self.method == "multistep":
             return self._multistep(x, i, ctx)
         order, r = self._singlestep_plan(ctx)[i]
@@ -258,7 +236,7 @@ class DPMSolver2(DPMSolver):
     default_grid = "log_snr"
 
     def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
-        super().__init__(order=2, prediction="noise", method="singlestep", lower_order_final=False, grid=grid, rho=rho)
+        super().__init__(order=2, prediction="noise", method="singlestep", grid=grid, rho=rho)
 
 
 class DPMSolver3(DPMSolver):
@@ -268,4 +246,4 @@ class DPMSolver3(DPMSolver):
     default_grid = "log_snr"
 
     def __init__(self, *, grid: str | None = None, rho: float = 7.0) -> None:
-        super().__init__(order=3, prediction="noise", method="singlestep", lower_order_final=False, grid=grid, rho=rho)
+        super().__init__(order=3, prediction="noise", method="singlestep", grid=grid, rho=rho)

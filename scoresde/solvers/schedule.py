@@ -225,7 +225,7 @@ def optimize_schedule(
     pilots_n, half = int(shape[0]), int(shape[0]) // 2
     budget = RUN_EVALUATIONS // 10 * nfe if budget is None else budget
     options = solver.variants(steps) if variants else [solver]
-    predictions = sorted({getattr(v, "prediction", "data") for v in options} & {"data", "noise"})  # not "auto"
+    predictions = sorted({getattr(v, "prediction", "data") for v in options})
     most = len(options) * (len(predictions) + 1 + len(STARTS))  # candidates: at most every variant on every start
     teach = pilots_n * fine * teacher_refine
     fixed = teach + (halving_runs(most, pilots_n) + 2 * (pilots_n - half)) * nfe

@@ -10,7 +10,7 @@ uses the previous model outputs M_{-k} at r_k = (lambda_{-k} - lambda_0) / h and
 with M~_{i+1} = M(x~_{i+1}, t_{i+1}), which is also the model output the next step starts from. The weights solve
 R a = b with R_{jk} = r_k^j and b_j = j! g_{j+1}(hh) / B(h) (their Theorem 3.1; r_p = 1 for the corrector);
 order 2 predictors and order 1 correctors take their closed-form a = 1/2. B(h) = hh ("bh1") or e^hh - 1 ("bh2");
-"auto" takes bh1 for runs below 10 steps (FEW_STEPS).
+"auto" takes bh1 for runs below 15 steps.
 The corrector is skipped after the last step (it would need one more evaluation). The first steps use lower
 orders until enough history exists; with ``lower_order_final`` the last steps lower the order again.
 """
@@ -30,12 +30,9 @@ from .base import StepContext
 from .exponential import PREDICTIONS, ExponentialIntegrator, Node, Transfer, phi
 
 VARIANTS = ("bh1", "bh2", "auto")
-FEW_STEPS = 10
-"""The published step-count threshold of both packages: UniPC's docstring ("bh1 for unconditional sampling when
-steps < 10, and bh2 otherwise", the authors' diffusers port, UniPCMultistepScheduler) and DPM-Solver's code, which
-lowers the order of its final steps only below it (``lower_order_final and steps < 10`` in dpm_solver_pytorch.py)
-and whose README advises its second-order multistep method for ``steps <= 10``. The fast solvers' default rules
-switch here (``UniPC``, ``DPMSolver``)."""
+FEW_STEPS = 15
+"""Runs below this many steps take B(h) = h (``variant="auto"``) on the "logistic" grid (the default grid); longer
+runs take B(h) = e^h - 1 on the log-SNR grid, the UniPC authors' recommended setting."""
 
 
 def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
@@ -51,35 +48,31 @@ def unipc_weights(rks: list[float], tr: Transfer, b_h: float) -> list[float]:
 class UniPC(ExponentialIntegrator):
     """UniPC-p: UniP-p predictor with the UniC corrector (Zhao et al. 2023, Algorithms 1-3), one NFE per step.
 
-    The defaults are data prediction with lower-order final steps and B(h) = e^h - 1, and switch at ``FEW_STEPS``
-    = 10 steps. Below 10 they are the defaults of the authors' diffusers port (UniPCMultistepScheduler:
-    ``solver_order=2``, ``solver_type="bh2"``, ``predict_x0=True``, ``lower_order_final=True``, timesteps spaced
-    uniformly in time): order 2 on the time-uniform grid. From 10 they are the authors' advice for low-resolution
-    models (their score_sde example, example/score_sde_pytorch: order 3 on the log-SNR grid; "bh2 otherwise"),
-    which resolves data spread over several decades of scale. The rule was chosen among the published settings on
-    the selection split of benchmarks/fast_solvers.py (12 random problems x 3 SDEs, seeds 0-11; the comparison:
-    benchmarks/default_rules.py) and is reported on its held-out split (docs/guides/samplers.md). With the exact
-    score noise prediction is often more accurate, but with a learned score it overshoots at 5-10 NFE, so data
-    prediction is the default (the measurements: docs/guides/benchmarks.md).
+    The defaults switch at 15 steps. From 15 they are the authors' advice for unconditional sampling of
+    low-resolution models: order 3, data prediction, lower-order final steps, the log-SNR grid (their score_sde
+    example, example/score_sde_pytorch) and B(h) = e^h - 1 (the docstring of their diffusers port,
+    UniPCMultistepScheduler: "bh1 for unconditional sampling when steps < 10, and bh2 otherwise"), which the
+    library then matches to round-off; on the 64-D oracle Gaussian only the log-SNR grid resolves every scale.
+    Below 15 steps they keep B(h) = h on the "logistic" grid, which concentrates the steps near sigma = 1 and did
+    better on the digits models. With the exact score noise prediction is often more accurate, but with a learned
+    score it overshoots at 5-10 NFE, so data prediction is the default (the measurements: docs/guides/benchmarks.md).
 
     Args:
-        order: Order p of the predictor, 1-3 (the corrector adds one), or "auto" (default: 2 for runs below 10
-            steps, else 3).
-        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1, default) or "auto" (bh1 for runs below 10 steps, else
-            bh2: the UniPC docstring's "bh1 for unconditional sampling when steps < 10").
+        order: Order p of the predictor, 1-3 (the corrector adds one).
+        variant: "bh1" (B(h) = h), "bh2" (B(h) = e^h - 1) or "auto" (bh1 for runs below 15 steps, else bh2).
         prediction: "data" (their code's default) or "noise".
         lower_order_final: Lower the order of the last steps to the steps left (their code's default).
-        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "uniform" (in time) below 10 steps,
-            else "log_snr" (uniform in lambda).
+        grid: Where the steps fall, a name in ``grids.GRIDS``; None (default): "logistic" below 15 steps, else
+            "log_snr" (uniform in lambda).
         rho: Exponent of the "karras" grid.
     """
 
-    default_grid = "uniform below 10 steps, else log_snr"
+    default_grid = "logistic below 15 steps, else log_snr"
 
     def __init__(
         self,
-        order: int | str = "auto",
-        variant: str = "bh2",
+        order: int = 3,
+        variant: str = "auto",
         prediction: str = "data",
         lower_order_final: bool = True,
         *,
@@ -87,8 +80,8 @@ class UniPC(ExponentialIntegrator):
         rho: float = 7.0,
     ) -> None:
         super().__init__(prediction, grid=grid, rho=rho)
-        if order not in (1, 2, 3, "auto") or isinstance(order, bool):
-            raise ValueError(f"order must be 1, 2, 3 or 'auto', got {order!r}")
+        if order not in (1, 2, 3) or isinstance(order, bool):
+            raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if not isinstance(lower_order_final, bool):
@@ -96,9 +89,9 @@ class UniPC(ExponentialIntegrator):
         self.order, self.variant, self.lower_order_final = order, variant, lower_order_final
 
     def grid(self, sde: SDE, steps: int, eps: float) -> Tensor:
-        """The ``grid`` option's grid; by default "uniform" for runs below 10 steps and "log_snr" from 10."""
+        """The ``grid`` option's grid; by default "logistic" for runs below 15 steps and "log_snr" from 15."""
         if self.grid_name is None:
-            return grids.make("uniform" if steps < FEW_STEPS else "log_snr", sde, steps, eps)
+            return grids.make("logistic" if steps < FEW_STEPS else "log_snr", sde, steps, eps)
         return super().grid(sde, steps, eps)
 
     def b_of_h(self, hh: float, steps: int) -> float:
@@ -106,20 +99,12 @@ class UniPC(ExponentialIntegrator):
         variant = self.variant if self.variant != "auto" else self.resolved_variant(steps)
         return hh if variant == "bh1" else math.expm1(hh)
 
-    def resolved(self, steps: int) -> UniPC:
-        """This solver with "auto" options replaced by what they mean for a run of ``steps`` steps."""
-        order = self.order if self.order != "auto" else (2 if steps < FEW_STEPS else 3)
-        variant = self.variant if self.variant != "auto" else self.resolved_variant(steps)
-        return UniPC(order, variant, self.prediction, self.lower_order_final, grid=self.grid_name, rho=self.rho)
-
     def variants(self, steps: int) -> list[UniPC]:
         """Itself, then UniPC of order 2 and 3 with each B(h) and each prediction (``lower_order_final`` and the
-        grid option kept): the settings the published code offers, one evaluation per step for all of them.
-        "auto" options count as what they resolve to for ``steps`` steps."""
-        concrete = self.resolved(steps)
-        own = (concrete.order, concrete.variant, self.prediction)
+        grid option kept): the settings the published code offers, one evaluation per step for all of them."""
+        own = (self.order, self.variant if self.variant != "auto" else self.resolved_variant(steps), self.prediction)
         out = [self]
-        for order, variant, prediction in product(sorted({concrete.order, 2, 3}), ("bh1", "bh2"), PREDICTIONS):
+        for order, variant, prediction in product(sorted({self.order, 2, 3}), ("bh1", "bh2"), PREDICTIONS):
             if (order, variant, prediction) != own:
                 out.append(UniPC(order, variant, prediction, self.lower_order_final, grid=self.grid_name, rho=self.rho))
         return out
@@ -130,9 +115,6 @@ class UniPC(ExponentialIntegrator):
         return "bh1" if steps < FEW_STEPS else "bh2"
 
     def step(self, x: Tensor, i: int, ctx: StepContext) -> Tensor:
-        if self.order == "auto":  # the concrete solver for this run's step count
-            solver = ctx.memory.get("resolved") or ctx.memory.setdefault("resolved", self.resolved(len(ctx.coeffs.dt)))
-            return solver.step(x, i, ctx)
         a, b = self.node(ctx, i), self.node(ctx, i + 1)
         history: list[tuple[Node, Tensor]] = ctx.memory.setdefault("history", [])
         if i == 0:

@@ -58,7 +58,7 @@ def test_every_solver_walks_every_grid(sde, name, grid):
 
 def test_default_grid_and_bad_grid():
     assert SOLVERS["edm_heun"]().grid_kind == "karras" and SOLVERS["euler_maruyama"]().grid_kind == "uniform"
-    names = r"\['karras', 'log_snr', 'logistic', 'quadratic', 'uniform'\]"
+    names = r"\['karras', 'log_snr', 'logistic', 'logistic_mixed', 'logistic_narrow', 'quadratic', 'uniform'\]"
     with pytest.raises(ValueError, match=r"grid must be one of " + names):
         SOLVERS["pc"](grid="cosine")
     with pytest.raises(ValueError, match="rho must be a positive finite number"):
