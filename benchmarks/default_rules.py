@@ -94,7 +94,7 @@ def rules() -> dict[str, callable]:
             uni_rule(n),
             few("++2M lof log-SNR (README <= 10)", "2M noise time-quadratic")(n),
         ),
-        "today's UniPC, DPM-Solver++ 2M everywhere (log-SNR <10, quadratic >=10)": lambda n: (
+        "s6 UniPC, DPM-Solver++ 2M everywhere (log-SNR <10, quadratic >=10)": lambda n: (
             few("bh2 o2 time-uniform (diffusers)", "bh2 o3 log-SNR (authors, >= 10)")(n),
             few("++2M lof log-SNR (README <= 10)", "++2M lof time-quadratic")(n),
         ),
