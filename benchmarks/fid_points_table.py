@@ -47,7 +47,8 @@ def main() -> None:
             raise SystemExit(f"--ckpt {name}: no checkpoint file under {path}")
         for f in files:
             names[hashlib.sha256(f.read_bytes()).hexdigest()] = name
-    hide = {path: f"CKPT_{name}" for name, path in args.ckpt} | {path: f"OUT_{group}" for group, path in args.points}
+    hide = {path: f"CKPT_{name}" for name, path in args.ckpt}
+    hide |= {path: f"OUT{i}" for i, (_, path) in enumerate(args.points)}
     rows = []
     for group, folder in args.points:
         for f in sorted(Path(folder).glob("points/*.json")):
@@ -62,8 +63,7 @@ def main() -> None:
                 "floor_n": p["floor_n"], "floor_fid": round(p["floor_fid"], 3), "commit": p["commit"],
                 "command": command, "machine": p["machine"], "threads": p["threads"], "finished": p["finished"],
             })  # fmt: skip
-    hidden = {name: path for path, name in hide.items()}
-    meta = provenance.record(placeholders=hidden, note=args.note)
+    meta = provenance.record(placeholders={name: path for path, name in hide.items()}, note=args.note)
     out = Path(args.out)
     provenance.write_csv(out.with_suffix(".csv"), rows, meta)
     table: dict[tuple, dict[int, float]] = {}
