@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ._utils import append_dims, check_finite
+from ._validation import check_choice, check_positive, is_real
 from .sde import SDE, ScoreFn
 
 _WEIGHTINGS = ("standard", "likelihood", "edm")
@@ -34,11 +35,6 @@ _REDUCTIONS = ("mean", "sum")
 def _reduce_dims(v: Tensor, reduce: str) -> Tensor:
     v = v.reshape(v.shape[0], -1)
     return v.mean(1) if reduce == "mean" else v.sum(1)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 def _check_data(x0: Tensor) -> None:
@@ -97,14 +93,6 @@ def sample_time_lognormal(
     return sde.t_from_sigma(sigma).clamp(eps, sde.T).to(like.dtype)
 
 
-def _check_lognormal(p_mean: float, p_std: float) -> None:
-    for name, value in (("p_mean", p_mean), ("p_std", p_std)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if p_std <= 0:
-        raise ValueError(f"p_std must be positive, got {p_std!r}")
-
-
 def check_dsm_options(
     *,
     weighting: str = "standard",
@@ -116,9 +104,9 @@ def check_dsm_options(
     sigma_data: float | None = None,
 ) -> None:
     """Raise ValueError naming the first bad setting of :func:`dsm_loss` (every one but eps, which needs the SDE)."""
-    _check_choice("reduce", reduce, _REDUCTIONS)
-    _check_choice("weighting", weighting, _WEIGHTINGS)
-    _check_choice("noise", noise, _NOISES)
+    check_choice("reduce", reduce, _REDUCTIONS)
+    check_choice("weighting", weighting, _WEIGHTINGS)
+    check_choice("noise", noise, _NOISES)
     if not isinstance(importance_sampling, bool):
         raise ValueError(f"importance_sampling must be true or false, got {importance_sampling!r}")
     if importance_sampling and (weighting != "likelihood" or noise != "uniform"):
@@ -127,15 +115,11 @@ def check_dsm_options(
     if weighting == "edm":
         if sigma_data is None:
             raise ValueError("weighting='edm' needs sigma_data (the data's standard deviation)")
-        _check_sigma_data(sigma_data)
+        check_positive("sigma_data", sigma_data)
     if noise == "lognormal":
-        _check_lognormal(p_mean, p_std)
-
-
-def _check_sigma_data(value: object) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-    if not ok:
-        raise ValueError(f"sigma_data must be a positive finite number, got {value!r}")
+        if not (is_real(p_mean) and math.isfinite(p_mean)):
+            raise ValueError(f"p_mean must be a finite number, got {p_mean!r}")
+        check_positive("p_std", p_std)
 
 
 def dsm_loss_per_sample(
@@ -173,8 +157,7 @@ def dsm_loss_per_sample(
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     x_t = sde.perturb(x0, t, z)
     score = score_fn(x_t, t)
-    if score.shape != x0.shape:
-        raise ValueError(f"score_fn returned shape {tuple(score.shape)} for input of shape {tuple(x0.shape)}")
+    _check_output("score_fn", score, x0)
     std = sde.std(t)
     # lambda(t) ||score + z/s||^2 written as w(t) ||s score + z||^2 with w = lambda / s^2
     residual = _reduce_dims((append_dims(std, x0.ndim) * score + z) ** 2, reduce)
@@ -226,19 +209,9 @@ def dsm_loss(
         A scalar tensor.
     """
     return dsm_loss_per_sample(
-        sde,
-        score_fn,
-        x0,
-        eps=eps,
-        reduce=reduce,
-        weighting=weighting,
-        importance_sampling=importance_sampling,
-        generator=generator,
-        noise=noise,
-        p_mean=p_mean,
-        p_std=p_std,
-        sigma_data=sigma_data,
-    ).mean()
+        sde, score_fn, x0, eps=eps, reduce=reduce, weighting=weighting, importance_sampling=importance_sampling,
+        generator=generator, noise=noise, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data,
+    ).mean()  # fmt: skip
 
 
 IndexModel = Callable[[Tensor, Tensor], Tensor]
@@ -248,14 +221,23 @@ IndexModel = Callable[[Tensor, Tensor], Tensor]
 def _check_schedule(name: str, values: Tensor, lo: float, hi: float | None) -> Tensor:
     if not isinstance(values, Tensor) or values.ndim != 1 or values.numel() < 1:
         raise ValueError(f"{name} must be a 1-D tensor with at least one entry")
-    if (
-        not bool(torch.isfinite(values).all())
-        or bool((values <= lo).any())
-        or (hi is not None and bool((values >= hi).any()))
-    ):
-        rng = f"({lo}, {hi})" if hi is not None else f"({lo}, inf)"
-        raise ValueError(f"every entry of {name} must lie in {rng}")
+    too_high = hi is not None and bool((values >= hi).any())
+    if not bool(torch.isfinite(values).all()) or bool((values <= lo).any()) or too_high:
+        raise ValueError(f"every entry of {name} must lie in ({lo}, {'inf' if hi is None else hi})")
     return values
+
+
+def _level_draws(x0: Tensor, levels: int, reduce: str, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Checks shared by the discrete objectives, then the level indices i (B,) and the noise z (B, ...)."""
+    _check_data(x0)
+    check_choice("reduce", reduce, _REDUCTIONS)
+    i = torch.randint(0, levels, (x0.shape[0],), generator=generator, device=x0.device)
+    return i, torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+
+
+def _check_output(model_name: str, out: Tensor, x0: Tensor) -> None:
+    if out.shape != x0.shape:
+        raise ValueError(f"{model_name} returned shape {tuple(out.shape)} for input of shape {tuple(x0.shape)}")
 
 
 def ddpm_loss(
@@ -276,16 +258,12 @@ def ddpm_loss(
         betas: The discrete schedule beta_0..beta_{N-1} (e.g. ``VPSDE().discrete_betas(1000)``).
         reduce: ``"mean"`` or ``"sum"`` over the data dims.
     """
-    _check_data(x0)
-    _check_choice("reduce", reduce, _REDUCTIONS)
     betas = _check_schedule("betas", betas, 0.0, 1.0)
+    i, z = _level_draws(x0, betas.numel(), reduce, generator)
     alphas_bar = torch.cumprod(1 - betas.to(torch.float64), 0).to(dtype=x0.dtype, device=x0.device)
-    i = torch.randint(0, betas.numel(), (x0.shape[0],), generator=generator, device=x0.device)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     a = append_dims(alphas_bar[i], x0.ndim)
     pred = eps_model(a.sqrt() * x0 + (1 - a).sqrt() * z, i)
-    if pred.shape != x0.shape:
-        raise ValueError(f"eps_model returned shape {tuple(pred.shape)} for input of shape {tuple(x0.shape)}")
+    _check_output("eps_model", pred, x0)
     return _reduce_dims((pred - z) ** 2, reduce).mean()
 
 
@@ -307,13 +285,9 @@ def ncsn_loss(
         sigmas: Noise levels (e.g. ``VESDE().discrete_sigmas(10)``), any order.
         reduce: ``"mean"`` or ``"sum"`` over the data dims.
     """
-    _check_data(x0)
-    _check_choice("reduce", reduce, _REDUCTIONS)
-    sigmas = _check_schedule("sigmas", sigmas, 0.0, None).to(dtype=x0.dtype, device=x0.device)
-    i = torch.randint(0, sigmas.numel(), (x0.shape[0],), generator=generator, device=x0.device)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    sigma = append_dims(sigmas[i], x0.ndim)
+    sigmas = _check_schedule("sigmas", sigmas, 0.0, None)
+    i, z = _level_draws(x0, sigmas.numel(), reduce, generator)
+    sigma = append_dims(sigmas.to(dtype=x0.dtype, device=x0.device)[i], x0.ndim)
     score = score_model(x0 + sigma * z, i)
-    if score.shape != x0.shape:
-        raise ValueError(f"score_model returned shape {tuple(score.shape)} for input of shape {tuple(x0.shape)}")
+    _check_output("score_model", score, x0)
     return 0.5 * _reduce_dims((sigma * score + z) ** 2, reduce).mean()

@@ -108,7 +108,7 @@ def sample(
             (a Brownian path per sample keyed by (seed, index in the batch), so a sample keeps its path when the
             step count, grid or batch changes: :class:`~scoresde.solvers.noise.BrownianNoise`), "keyed"
             (independent draws keyed by (seed, index in the batch, draw count): batch-free like "brownian" and
-            about 50x cheaper per step, but a new step count gives new noise:
+            much cheaper per step (docs/guides/sampling.md), but a new step count gives new noise:
             :class:`~scoresde.solvers.noise.KeyedNoise`) or a NoiseSource.
         seed: Seed of the "brownian" or "keyed" noise (None: drawn from ``generator``).
         times: An explicit grid t_0 > ... > t_N instead of the solver's, shape (N + 1,), strictly decreasing, inside

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from .._instantiate import instantiate
-from .._validation import check_int
+from .._validation import check_int, is_real
 from ..consistency import OUTPUTS
 from ..consistency.build import build_consistency_model, resolve_output, resolve_sigma_data
 from ..training.checkpoint import Checkpoint, load_checkpoint
@@ -76,8 +76,7 @@ def validate_consistency(c: dict[str, Any]) -> None:
         raise ValueError(f"consistency.init_from_teacher must be true or false, got {block['init_from_teacher']!r}")
     for key in ("sigma_data", "input_sigma_data"):
         value = block.get(key, "auto")
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                or not math.isfinite(value) or value <= 0):  # fmt: skip
+        if value != "auto" and not (is_real(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"consistency.{key} must be auto (the teacher's, else measured from the training data) "
                              f"or a positive finite number, got {value!r}")  # fmt: skip
     check_int("consistency.sample_steps", block.get("sample_steps", 1))

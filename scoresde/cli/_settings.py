@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._instantiate import instantiate
-from .._validation import check_positive, is_int
+from .._validation import check_positive, is_int, is_real
 from ..likelihood.divergence import DIVERGENCES
 from ..likelihood.ode import METHODS
 from ..solvers.base import check_steps_or_nfe
@@ -89,10 +89,9 @@ def eval_settings(e: dict[str, Any]) -> None:
             check_positive(f"eval.{key}", e[key])
     if "method" in e:
         choice("eval.method", e["method"], METHODS)
-    if "n_probes" in e:
-        integer("eval.n_probes", e["n_probes"], 1)
-    if "draws" in e:
-        integer("eval.draws", e["draws"], 1)
+    for key in ("n_probes", "draws"):
+        if key in e:
+            integer(f"eval.{key}", e[key], 1)
 
 
 def validate_train(config: DictConfig) -> None:
@@ -106,8 +105,7 @@ def validate_train(config: DictConfig) -> None:
     eval_settings(c["eval"])
     boolean("data.dequantize", c["data"].get("dequantize", False))
     sigma_data = c["model"].get("sigma_data")
-    if sigma_data not in (None, "auto") and (isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float))
-                                             or not math.isfinite(sigma_data) or sigma_data <= 0):  # fmt: skip
+    if sigma_data not in (None, "auto") and not (is_real(sigma_data) and math.isfinite(sigma_data) and sigma_data > 0):
         raise ValueError(f"model.sigma_data must be auto (measured from the training data), null or a positive "
                          f"finite number, got {sigma_data!r}")  # fmt: skip
     built("train", c["train"])

@@ -76,9 +76,8 @@ def save_image_grid(
     ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=8, y=1 - 0.05 * extra)
-    path = Path(path)
     fig.savefig(path)
-    return path
+    return Path(path)
 
 
 def save_loss_curve(
@@ -98,14 +97,11 @@ def save_loss_curve(
         ax.plot(steps[k - 1 :], smooth, lw=1.5, label=f"running mean ({k})")
     if losses.size and np.all(losses > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
+    ax.set(xlabel="step", ylabel="loss", title=title)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
     fig.savefig(path)
-    return path
+    return Path(path)
 
 
 def save_scatter(
@@ -130,6 +126,5 @@ def save_scatter(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
     fig.savefig(path)
-    return path
+    return Path(path)

@@ -44,10 +44,8 @@ DISTANCES = {"l2": SquaredL2, "pseudo_huber": PseudoHuber}
 
 def make_distance(distance: str | object) -> object:
     """A distance object from a name in :data:`DISTANCES`, or a callable ``d(a, b) -> (B,)`` itself."""
-    if isinstance(distance, str):
-        if distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {sorted(DISTANCES)} or a callable, got {distance!r}")
+    if isinstance(distance, str) and distance in DISTANCES:
         return DISTANCES[distance]()
-    if not callable(distance):
-        raise ValueError(f"distance must be one of {sorted(DISTANCES)} or a callable, got {distance!r}")
-    return distance
+    if callable(distance):
+        return distance
+    raise ValueError(f"distance must be one of {sorted(DISTANCES)} or a callable, got {distance!r}")

@@ -152,13 +152,12 @@ class Downsample(_Resample):
         return F.avg_pool2d(x, 2)
 
 
-class ResnetBlockDDPM(nn.Module):
-    """DDPM's residual block: GroupNorm-act-conv, + Dense(temb), GroupNorm-act-dropout-conv; NIN shortcut."""
+class _ResnetBlock(nn.Module):
+    """The layers both residual blocks share: GroupNorm-act-conv, + Dense(temb), GroupNorm-act-dropout-conv."""
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, temb_dim: int | None = None, *, dropout: float = 0.1,
-                 skip_rescale: bool = False, init_scale: float = 0.0) -> None:  # fmt: skip
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int | None, dropout: float, skip_rescale: bool,
+                 init_scale: float) -> None:  # fmt: skip
         super().__init__()
-        out_ch = out_ch or in_ch
         self.GroupNorm_0 = group_norm(in_ch)
         self.Conv_0 = conv2d(in_ch, out_ch)
         if temb_dim is not None:
@@ -166,39 +165,43 @@ class ResnetBlockDDPM(nn.Module):
         self.GroupNorm_1 = group_norm(out_ch)
         self.Dropout_0 = nn.Dropout(dropout)
         self.Conv_1 = conv2d(out_ch, out_ch, init_scale=init_scale)
-        if in_ch != out_ch:
-            self.NIN_0 = NIN(in_ch, out_ch)
         self.skip_rescale = skip_rescale
 
-    def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
-        h = self.Conv_0(F.silu(self.GroupNorm_0(x)))
+    def _finish(self, h: Tensor, shortcut: Tensor, temb: Tensor | None) -> Tensor:
+        """The block after Conv_0: + Dense(temb), GroupNorm-act-dropout-conv, + the shortcut."""
         if temb is not None:
             h = h + append_dims(self.Dense_0(F.silu(temb)), h.ndim)
         h = self.Conv_1(self.Dropout_0(F.silu(self.GroupNorm_1(h))))
-        x = self.NIN_0(x) if hasattr(self, "NIN_0") else x
-        return (x + h) / SQRT2 if self.skip_rescale else x + h
+        return (shortcut + h) / SQRT2 if self.skip_rescale else shortcut + h
 
 
-class ResnetBlockBigGAN(nn.Module):
+class ResnetBlockDDPM(_ResnetBlock):
+    """DDPM's residual block: GroupNorm-act-conv, + Dense(temb), GroupNorm-act-dropout-conv; NIN shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, temb_dim: int | None = None, *, dropout: float = 0.1,
+                 skip_rescale: bool = False, init_scale: float = 0.0) -> None:  # fmt: skip
+        out_ch = out_ch or in_ch
+        super().__init__(in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale)
+        if in_ch != out_ch:
+            self.NIN_0 = NIN(in_ch, out_ch)
+
+    def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
+        shortcut = self.NIN_0(x) if hasattr(self, "NIN_0") else x
+        return self._finish(self.Conv_0(F.silu(self.GroupNorm_0(x))), shortcut, temb)
+
+
+class ResnetBlockBigGAN(_ResnetBlock):
     """BigGAN's residual block with optional x2 up- or down-sampling of both paths (FIR or naive)."""
 
     def __init__(self, in_ch: int, out_ch: int | None = None, temb_dim: int | None = None, *, up: bool = False,
                  down: bool = False, dropout: float = 0.1, fir: bool = False,
                  fir_kernel: Sequence[float] = FIR_KERNEL, skip_rescale: bool = True,
                  init_scale: float = 0.0) -> None:  # fmt: skip
-        super().__init__()
         out_ch = out_ch or in_ch
-        self.GroupNorm_0 = group_norm(in_ch)
-        self.Conv_0 = conv2d(in_ch, out_ch)
-        if temb_dim is not None:
-            self.Dense_0 = dense(temb_dim, out_ch)
-        self.GroupNorm_1 = group_norm(out_ch)
-        self.Dropout_0 = nn.Dropout(dropout)
-        self.Conv_1 = conv2d(out_ch, out_ch, init_scale=init_scale)
+        super().__init__(in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale)
         if in_ch != out_ch or up or down:
             self.Conv_2 = conv2d(in_ch, out_ch, 1)
         self.up, self.down, self.fir, self.fir_kernel = up, down, fir, tuple(fir_kernel)
-        self.skip_rescale = skip_rescale
 
     def _resample(self, x: Tensor) -> Tensor:
         if self.up:
@@ -208,14 +211,9 @@ class ResnetBlockBigGAN(nn.Module):
         return x
 
     def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
-        h = self._resample(F.silu(self.GroupNorm_0(x)))
+        h = self.Conv_0(self._resample(F.silu(self.GroupNorm_0(x))))
         x = self._resample(x)
-        h = self.Conv_0(h)
-        if temb is not None:
-            h = h + append_dims(self.Dense_0(F.silu(temb)), h.ndim)
-        h = self.Conv_1(self.Dropout_0(F.silu(self.GroupNorm_1(h))))
-        x = self.Conv_2(x) if hasattr(self, "Conv_2") else x
-        return (x + h) / SQRT2 if self.skip_rescale else x + h
+        return self._finish(h, self.Conv_2(x) if hasattr(self, "Conv_2") else x, temb)
 
 
 class Combine(nn.Module):

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .._validation import check_number
+from .._validation import check_choice, check_number
 from .base import Solver, StepContext
 from .noise import BrownianNoise, KeyedNoise, hash_words, keyed_normal
 
@@ -55,10 +55,9 @@ class AdaptiveSDE(Solver):
     ``steps`` counts output intervals (default 1: one adaptive solve from T to eps). With a budget
     (``sample(..., nfe=K)``) the solve never spends more than K score calls: once only one more attempt fits,
     every running sample takes one final, unconditionally accepted step to the end of the interval. Such a step can
-    be long (a classifier-guided mixture at nfe=50 jumped most of the way from T and put 19-27% of the samples in the
-    requested component), so it warns (:class:`ForcedStepWarning`) and ``SampleInfo.extras`` reports how far it
-    jumped: ``forced_jump_max`` / ``forced_jump_mean`` (the forced step's length in t, over the forced samples) and
-    ``forced_from_sigma_max`` (the largest noise level sigma(t) a forced step started from).
+    be long (docs/guides/defaults.md), so it warns (:class:`ForcedStepWarning`) and ``SampleInfo.extras`` reports how
+    far it jumped: ``forced_jump_max`` / ``forced_jump_mean`` (the forced step's length in t, over the forced
+    samples) and ``forced_from_sigma_max`` (the largest noise level sigma(t) a forced step started from).
 
     Args:
         eps_abs: Absolute tolerance (paper: 0.0078, for data in [-1, 1]).
@@ -96,9 +95,7 @@ class AdaptiveSDE(Solver):
         self.safety = check_number("safety", safety, 0, 1, "(]")
         self.exponent = check_number("exponent", exponent, 0, math.inf, "(]")
         self.h_init = check_number("h_init", h_init, 0, 1, "(]")
-        if retry not in ("bridge", "redraw"):
-            raise ValueError(f"retry must be 'bridge' or 'redraw', got {retry!r}")
-        self.retry = retry
+        self.retry = check_choice("retry", retry, ("bridge", "redraw"))
 
     def _state(self, x: Tensor, ctx: StepContext) -> dict[str, Any]:
         mem = ctx.memory

@@ -29,9 +29,8 @@ class AnnealedLangevinDynamics(Solver):
     Args:
         n_steps_each: Langevin steps per level (NCSN: 100).
         epsilon: NCSN's step size epsilon at the last level (step a_i = epsilon sigma_i^2 / sigma_L^2 on x_tilde).
-            None (default) takes epsilon = sigma_L^2, i.e. a_i = sigma_i^2, so the default suits any sigma_L.
-            NCSN's own choice, epsilon = 2e-5 at sigma_L = 0.01 (ratio 0.2), leaves the chain unmixed on the oracle
-            problems with 10 levels (docs/guides/defaults.md); ratio 1 matches the target.
+            None (default) takes epsilon = sigma_L^2, i.e. a_i = sigma_i^2, so the default suits any sigma_L
+            (NCSN's own 2e-5 at sigma_L = 0.01 leaves the chain unmixed: docs/guides/defaults.md).
         grid: Where the levels fall, a name in ``grids.GRIDS`` (default "log_snr": geometric levels, NCSN's).
         rho: Exponent of the "karras" grid.
     """

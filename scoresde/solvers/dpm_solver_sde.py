@@ -19,12 +19,8 @@ evaluation per step; the state is multiplied back by m(t_{i+1}). The noise z of 
 draw (or, with ``sample(..., noise="brownian")``, a Brownian increment of the sample's own path).
 
 The method sees an SDE only through its noise levels sigma(t_i) (on the same levels VP, sub-VP and VE give the same
-x / m, tested), so its grid is what sets SDEs apart. Sub-VP's sigma(eps) is tiny (1.1e-4 at eps = 1e-3, against
-VP's 1.05e-2, since s(t) ~ B(t) there rather than sqrt(B(t))): the default grid, uniform in lambda down to
-sigma(eps), then spends 4 of 10 steps below sigma = 0.03 and leaves steps of h = 1.4 where the modes of unit-scale
-data separate; on sub-VP at 10 NFE or fewer ``grid="logistic"`` is the better choice. The default stays
-"log_snr", the better grid on the 64-D Gaussian at 10-20 NFE on every SDE (the measurements:
-docs/guides/defaults.md).
+x / m, tested), so its grid is what sets SDEs apart: sub-VP's sigma(eps) is tiny (s(t) ~ B(t) there rather than
+sqrt(B(t))), and at 10 NFE or fewer ``grid="logistic"`` suits it better (docs/guides/defaults.md).
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ class DPMSolverPP2MSDE(Solver):
         s_noise: Scale of the injected noise (k-diffusion's s_noise; 1 is exact).
         solver_type: "midpoint" (k-diffusion's default) or "heun", the weight of the multistep correction.
         lower_order_final: Take the last step with first order, as DPM-Solver++ does for few steps.
-        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr", the best measured at 10-50 NFE).
+        grid: Where the steps fall, a name in ``grids.GRIDS`` (default "log_snr"; docs/guides/defaults.md).
         rho: Exponent of the "karras" grid.
     """
 

@@ -31,15 +31,12 @@ class EDMStochastic(Solver):
 
     Args:
         S_churn: Total churn; gamma_i = min(S_churn / N, sqrt(2) - 1) on the levels in [S_min, S_max]. The default
-            40 is EDM's ImageNet-64 value (at N <= 96 steps it is the cap). With an exact score churn only adds
-            error at 10-20 NFE; with a learned one it lowers FID; no value is best on both, so 40 stays (the
-            measurements: docs/guides/benchmarks.md).
+            40 is EDM's ImageNet-64 value (at N <= 96 steps it is the cap; why: docs/guides/defaults.md).
         S_min: Lowest noise level sigma that gets churn.
         S_max: Highest noise level sigma that gets churn.
         S_noise: Scale of the churn noise (EDM: 1.003 on ImageNet; 1 is exact).
         grid: Where the steps fall, a name in ``grids.GRIDS``. Default "logistic" (steps concentrated near the
-            data's scale), not EDM's "karras": better on the oracle problems at 10-50 NFE, and within FID noise of it
-            on the digits checkpoints (docs/guides/benchmarks.md).
+            data's scale), not EDM's "karras" (docs/guides/defaults.md).
         rho: Exponent of the "karras" grid.
     """
 

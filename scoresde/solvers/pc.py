@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._utils import append_dims
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_choice, check_int, check_positive, from_name
 from .base import GaussianSolver, GaussianTransition, Solver, StepContext
 from .euler_maruyama import EulerMaruyama
 
@@ -58,8 +58,7 @@ class Ancestral(GaussianSolver, Predictor):
     from the same formula. The reverse variance sigma_i^2 is one of
 
     * "beta_tilde": the posterior variance lambda_i^2 = v_i s_{i+1}^2 / s_i^2, exact when x_0 is known: DDPM's
-      sigma^2 = beta-tilde. It ignores the uncertainty of x0_hat, so on a coarse grid samples are too narrow
-      (VP, 100 steps: 0.82 of the target variance on the 64-D Gaussian);
+      sigma^2 = beta-tilde. It ignores the uncertainty of x0_hat, so on a coarse grid samples are too narrow;
     * "beta": sigma^2 = v_i, DDPM's other choice and the reference implementation's (score_sde_pytorch);
     * "analytic": Analytic-DPM's optimal variance (Bao et al. 2022, Thm. 1) in this kernel's terms,
       lambda_i^2 + b_i^2 (s_i / m_i)^2 (1 - s_i^2 Gamma_i), clipped to [lambda_i^2, lambda_i^2 + b_i^2 (s_i / m_i)^2],
@@ -69,8 +68,7 @@ class Ancestral(GaussianSolver, Predictor):
       reference's Langevin step, a sample depends on its batch.
 
     Args:
-        variance: "analytic" (default: measured best, see benchmarks/stochastic_solvers.py), "beta_tilde" or
-            "beta" (see above).
+        variance: "analytic" (default; docs/guides/defaults.md), "beta_tilde" or "beta" (see above).
         grid: Where the steps fall, a name in ``grids.GRIDS`` (default "uniform").
         rho: Exponent of the "karras" grid.
     """
@@ -217,15 +215,6 @@ CORRECTORS: dict[str, type[Corrector]] = {
 }
 
 
-def _resolve(kind: str, value: Any, table: dict[str, type], base: type, **kwargs: Any) -> Any:
-    """An object passed through, or a name looked up in ``table`` and built with ``kwargs``."""
-    if isinstance(value, base):
-        return value
-    if isinstance(value, str) and value in table:
-        return table[value](**kwargs)
-    raise ValueError(f"{kind} must be one of {sorted(table)} or a {base.__name__} object, got {value!r}")
-
-
 def _named_options(kind: str, value: Any, accepts: dict[str, tuple[str, ...]], **options: Any) -> dict[str, Any]:
     """The options that are not None, checked against what the component named ``value`` accepts."""
     given = {k: v for k, v in options.items() if v is not None}
@@ -272,12 +261,12 @@ class PredictorCorrector(Solver):
     ) -> None:
         super().__init__(grid=grid, rho=rho)
         pred_options = _named_options("predictor", predictor, {"ancestral": ("variance",)}, variance=variance)
-        self.predictor = _resolve("predictor", predictor, PREDICTORS, Predictor, **pred_options)
+        self.predictor = from_name("predictor", predictor, PREDICTORS, Predictor, **pred_options)
         corr_accepts = {"langevin": ("snr", "n_steps", "snr_rule"), "annealed_langevin": ("snr", "n_steps")}
         corr_options = _named_options(
             "corrector", corrector, corr_accepts, snr=snr, n_steps=n_corrector_steps, snr_rule=snr_rule
         )
-        self.corrector = _resolve("corrector", corrector, CORRECTORS, Corrector, **corr_options)
+        self.corrector = from_name("corrector", corrector, CORRECTORS, Corrector, **corr_options)
         if isinstance(self.predictor, NoPredictor) and isinstance(self.corrector, NoCorrector):
             raise ValueError("predictor='none' with corrector='none' does nothing; choose at least one of them")
         self.nfe_per_step = self.predictor.nfe_per_step + self.corrector.n_steps

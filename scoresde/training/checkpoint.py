@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .._instantiate import build_score_model, instantiate
-from .._validation import is_int
+from .._validation import check_int
 from ..sde import SDE
 
 FORMAT = "scoresde-checkpoint"
@@ -114,10 +114,8 @@ class CheckpointManager:
     """
 
     def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
-        if not is_int(keep_last) or keep_last < 1:
-            raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
         self.directory = Path(directory)
-        self.keep_last = keep_last
+        self.keep_last = check_int("keep_last", keep_last)
 
     def paths(self) -> list[Path]:
         """Existing checkpoints, oldest first."""
@@ -179,14 +177,6 @@ def open_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                 return found
         raise FileNotFoundError(f"no checkpoint (ckpt_<step>.pt) in {path} or {path / 'checkpoints'}")
     return path, read_checkpoint(path, map_location=map_location)
-
-
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A .pt file as given; a run directory or its ``checkpoints/`` folder -> its newest readable checkpoint."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    return open_checkpoint(path)[0] if path.is_dir() else path
 
 
 # ---------------------------------------------------------------------------------------------- RNG

@@ -9,16 +9,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._validation import is_int, is_real
+from .._validation import check_choice, check_int, is_real
 from .objectives import DSMObjective
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """Autocast dtype by ``TrainConfig.precision`` (mixed precision needs a CUDA device)."""
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_number(name: str, value: object, *, positive: bool, what: str | None = None) -> None:
@@ -86,9 +81,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("warmup_steps", "sample_every"):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         _check_number("lr", self.lr, positive=True)
         _check_number("weight_decay", self.weight_decay, positive=False)
         if self.grad_clip is not None:
@@ -113,8 +108,7 @@ class TrainConfig:
         _check_number("label_dropout", self.label_dropout, positive=False)
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        check_choice("precision", self.precision, PRECISIONS)
         if not callable(self.objective):
             raise TypeError(f"objective must be callable as objective(model, x0, generator), got {self.objective!r}")
         self.adam_betas = tuple(betas)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_int
 from ..likelihood.baselines import fit_baselines
 from ..likelihood.ode import bits_per_dim, log_likelihood
 from ..sde import SDE
@@ -144,8 +145,7 @@ def evaluate_likelihood(
             :class:`scoresde.data.UniformDequantization` draws) instead of the K bins tiling the range.
         **likelihood_kwargs: Passed to the likelihood function (divergence, rtol, atol, eps, ...).
     """
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    check_int("draws", draws)
     if levels is None and likelihood_kwargs.get("divergence", "exact") == "exact":
         draws = 1  # continuous data with the exact trace: the estimate is deterministic, one draw is exact
     gen = torch.Generator(test.device).manual_seed(seed)

@@ -204,7 +204,6 @@ class Trainer:
             "step": self.step,
             "event_shape": list(self.data.shape[1:]),
             "model": self.model.state_dict(),
-            **({"objective": self.config.objective.state_dict()} if self.objective_params else {}),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.scaler.state_dict() if self.scaler else None,
@@ -212,7 +211,8 @@ class Trainer:
             "data_order": self.order.state_dict(),
             "world_size": self.world,
             "config": self.run_config,
-            # objectives with state of their own (a consistency objective's step and EMA target network)
+            # objectives with state of their own (EDM2's learned uncertainty weighting; a consistency objective's
+            # step and EMA target network)
             "objective": self.config.objective.state_dict() if hasattr(self.config.objective, "state_dict") else None,
         }
 
@@ -242,8 +242,6 @@ class Trainer:
                 for bad in damaged:
                     set_aside(bad)
         load_state_checked(self.model, state["model"], what="model", differences=diffs)
-        if self.objective_params and "objective" in state:
-            self.config.objective.load_state_dict(state["objective"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["grad_scaler"] is not None:
