@@ -57,7 +57,8 @@ def record(threads: int | None = None, placeholders: Mapping[str, str] | None = 
         extra: Further fields to store (seed, dtype, ...).
     """
     commit = _git("rev-parse", "--short=12", "HEAD")
-    if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no"):
+    # stored results are not code: a benchmark that rewrites its own result files as it goes stays clean
+    if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"):
         commit += "+dirty"
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -26,6 +26,7 @@ import csv
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -312,12 +313,14 @@ def _overhead_table(over: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(acc: list[dict], over: list[dict], machine: str) -> str:
+def markdown(acc: list[dict], over: list[dict], machine: str, meta: dict | None = None) -> str:
     lines = [f"Machine: {machine}; torch {torch.__version__}, torch.set_num_threads(1).", ""]
     if acc:
         lines += _accuracy_table(acc) + [""]
     if over:
         lines += _overhead_table(over)
+    if meta:
+        lines += ["", *(f"- {k}: {v}" for k, v in meta.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -343,9 +346,13 @@ def main() -> None:
         (args.out / f"solver_overhead{suffix}.md").write_text(markdown([], over, machine))
     if not args.overhead_only:
         acc = accuracy(args.quick)
-        write_csv(args.out / f"solver_accuracy{suffix}.csv", acc)
+        sys.path.insert(0, str(Path(__file__).parent))
+        import provenance  # noqa: PLC0415 - benchmarks/ is not a package
+
+        meta = provenance.record(threads=1)
+        provenance.write_csv(args.out / f"solver_accuracy{suffix}.csv", acc, meta)
         plot(acc, args.out / f"solver_accuracy{suffix}.png")
-        (args.out / f"solver_accuracy{suffix}.md").write_text(markdown(acc, [], machine))
+        (args.out / f"solver_accuracy{suffix}.md").write_text(markdown(acc, [], machine, meta))
     print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
 
 
