@@ -45,6 +45,7 @@ from provenance import record, reference_repo, write_csv  # noqa: E402
 
 import scoresde  # noqa: E402
 from scoresde.data import gaussian, mixture  # noqa: E402
+from scoresde.losses import dsm_loss_per_sample  # noqa: E402
 from scoresde.metrics.frechet import frechet_distance  # noqa: E402
 from scoresde.models import MLP, ScoreModel  # noqa: E402
 from scoresde.models.parameterization import measure_sigma_data  # noqa: E402
@@ -120,6 +121,86 @@ def reference_recipe(root: Path, sde, data: torch.Tensor, event_shape) -> tuple[
     precond = networks.EDMPrecond(img_resolution=1, img_channels=event_shape[0], sigma_data=sd,
                                   model_type="ScoresdeMLP", event_shape=tuple(event_shape))  # fmt: skip
     return ReferenceScore(precond, sde), ReferenceObjective(loss.EDMLoss(sigma_data=sd))
+
+
+class _FixedDraws:
+    """Stands in for ``torch`` inside NVlabs' loss module: randn / randn_like return given tensors, in call order."""
+
+    def __init__(self, draws: list[torch.Tensor]) -> None:
+        self.draws = draws
+
+    def randn(self, *args, **kwargs) -> torch.Tensor:
+        return self.draws.pop(0)
+
+    def randn_like(self, *args, **kwargs) -> torch.Tensor:
+        return self.draws.pop(0)
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+def lockstep(edm_root: Path, dataset: str, sde_name: str, seed: int, steps: int = 50, batch: int = 128) -> dict:
+    """Train the library's ``edm_log_sigma`` recipe and NVlabs' EDMLoss + EDMPrecond side by side on the same draws.
+
+    Both start from the same MLP weights and see the same batches; each step the library's DSMObjective draws
+    (ln sigma standard normal, z) from a generator, and NVlabs' EDMLoss is handed the same two tensors in place of its
+    ``torch.randn`` / ``torch.randn_like`` (its noise is n = sigma z). If the two recipes are one objective, the
+    per-example losses agree at step 0 up to float32 rounding and the weights stay together under Adam.
+
+    Returns the largest relative per-example loss gap at step 0, the largest relative gap of the batch losses over
+    the steps, and the gap of the weights after ``steps`` steps relative to how far they moved (weight_change: that
+    move relative to the initial weights).
+    """
+    make, vmax = DATASETS[dataset]
+    data = make(seed)
+    sde = SDES[sde_name](vmax)
+    torch.manual_seed(seed)
+    ours, objective = library_recipe("edm_log_sigma", sde, data.train, data.event_shape)
+    torch.manual_seed(seed)
+    ref, _ = reference_recipe(edm_root, sde, data.train, data.event_shape)
+    loss_module = importlib.import_module("training.loss")
+    edm_loss = loss_module.EDMLoss(sigma_data=float(ours.sigma_data))
+    ref_params = dict(ref.precond.model.net.named_parameters())
+    assert all(torch.equal(p, ref_params[k]) for k, p in ours.net.named_parameters())  # one initialisation
+    opt_ours = torch.optim.Adam(ours.net.parameters(), lr=2e-3)
+    opt_ref = torch.optim.Adam(ref.precond.parameters(), lr=2e-3)
+    gen, batch_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    start = torch.cat([p.detach().reshape(-1) for p in ours.net.parameters()])
+    per_example_gap, batch_gap = 0.0, 0.0
+    for step in range(steps):
+        x0 = data.train[torch.randint(len(data.train), (batch,), generator=batch_gen)]
+        replay = _copy(gen)
+        ln_sigma_normal = torch.randn(batch, generator=replay, dtype=torch.float64)  # DSMObjective's draw order
+        z = torch.randn(x0.shape, generator=replay, dtype=x0.dtype)
+        if step == 0:
+            per_example = dsm_loss_per_sample(sde, ours, x0, generator=_copy(gen), weighting="edm",
+                                              noise="lognormal", sigma_data=float(ours.sigma_data))  # fmt: skip
+        loss_ours = objective(ours, x0, generator=gen)
+        loss_module.torch = _FixedDraws([ln_sigma_normal.float().reshape(-1, 1, 1, 1), z[:, :, None, None]])
+        try:
+            ref_per_example = edm_loss(ref.precond, x0[:, :, None, None]).reshape(batch, -1).mean(1)
+        finally:
+            loss_module.torch = torch
+        if step == 0:
+            per_example_gap = float(((per_example - ref_per_example).abs() / ref_per_example).max().detach())
+        loss_ref = ref_per_example.mean()
+        batch_gap = max(batch_gap, float((loss_ours - loss_ref).abs() / loss_ref))
+        for opt, loss in ((opt_ours, loss_ours), (opt_ref, loss_ref)):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    a = torch.cat([p.detach().reshape(-1) for p in ours.net.parameters()])
+    b = torch.cat([p.detach().reshape(-1) for p in ref.precond.model.net.parameters()])
+    return {"dataset": dataset, "sde": sde_name, "seed": seed, "steps": steps, "per_example_gap": per_example_gap,
+            "batch_loss_gap": batch_gap, "weight_gap": float((a - b).norm() / (b - start).norm()),
+            "weight_change": float((b - start).norm() / start.norm())}  # fmt: skip
+
+
+def _copy(gen: torch.Generator) -> torch.Generator:
+    """A generator in ``gen``'s state (its next draws are gen's)."""
+    out = torch.Generator()
+    out.set_state(gen.get_state())
+    return out
 
 
 def kl_per_dim(sde, model, oracle, x: torch.Tensor, rtol: float) -> tuple[float, float]:
