@@ -32,4 +32,3 @@ def test_edm_recipe_trains_as_nvlabs_edm(edm_root, dataset, sde):
     assert out["batch_loss_gap"] < 1e-5
     assert out["weight_change"] > 1e-2  # the weights moved, and moved together
     assert out["weight_gap"] < 1e-3
-
