@@ -353,9 +353,8 @@ def summary(results: Path = RESULTS) -> Path:
             cells = " | ".join(f"{d[m][0]:+.4f} ± {d[m][1]:.4f} | {d[f'{m}_wins']}/{n}" if m == "kl" else
                                f"{d[m][0]:+.2f} ± {d[m][1]:.2f} | {d[f'{m}_wins']}/{n}"
                                for m in ("kl", "fd_floor_ode", "fd_floor_unipc20"))  # fmt: skip
-            lines.append(
-                f"| {d['dataset']} | {d['sde']} | {d['recipe']} | {','.join(map(str, d['seeds']))} | {cells} |"
-            )
+            lines.append(f"| {d['dataset']} | {d['sde']} | {d['recipe']} | {d['against']} | "
+                         f"{','.join(map(str, d['seeds']))} | {cells} |")  # fmt: skip
         lines.append("")
     for f in sorted(results.glob("lockstep*.csv")):
         meta, body = read_csv(f)
