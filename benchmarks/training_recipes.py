@@ -22,9 +22,10 @@ fraction of samples beyond the data's scale (|x| above the largest |x| of the tr
     SCORESDE_REFERENCE_ROOT=SNAPSHOTS_DIR OMP_NUM_THREADS=1 python benchmarks/training_recipes.py \\
         --datasets mixture gaussian8 --sdes vp subvp ve --recipes paper edm edm2 nvlabs_edm --seed 0 --tag select
 
-``--seed`` seeds the data split and the training; settings are chosen on seed 0 and checked on seed 1 (held out).
-Writes benchmarks/results/training_recipes/<tag>.csv with provenance and rewrites summary.md from every stored CSV
-(``--summary`` does only the latter).
+``--seed`` seeds the data split and the training; settings are chosen on seed 0 and checked on seeds 1 and up (held
+out; the summary pairs recipes seed by seed). ``--lockstep STEPS`` instead trains ``edm_log_sigma`` and NVlabs' code
+side by side on the same draws (:func:`lockstep`). Writes benchmarks/results/training_recipes/<tag>.csv with
+provenance and rewrites summary.md from every stored CSV (``--summary`` does only the latter).
 """
 
 from __future__ import annotations
