@@ -16,8 +16,9 @@ from .._validation import check_int, check_number
 from ..sde import SDE
 from ..solvers.base import CountingScore, GridCoefficients, Solver, StepContext
 from ..training.ema import EMA
+from ..training.objectives import labelled
 from .distances import make_distance
-from .objectives import Objective, draw_options, labelled, level_times
+from .objectives import Objective, draw_options, level_times
 
 DETERMINISTIC = ("EDMHeun", "DPMSolver", "DPMSolver2", "DPMSolver3", "UniPC", "ProbabilityFlowODE", "DDIM")
 """The library solvers a teacher step may use (DDIM only with eta = 0)."""

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .._validation import check_int, check_number, check_positive
 from ..sde import SDE
 from ..solvers import grids
+from ..training.objectives import labelled
 from .distances import make_distance
 
 
@@ -42,11 +43,6 @@ def level_times(sde: SDE, eps: float, n: int, rho: float) -> Tensor:
 def _sigma(sde: SDE, t: Tensor) -> Tensor:
     """sigma(t) = s(t) / m(t) for a tensor of times, without the range check of SDE.sigma."""
     return sde.std(t) / sde.mean_scale(t)
-
-
-def labelled(fn, y: Tensor | None):
-    """``fn(x, t)`` with the labels y bound (fn itself for y None)."""
-    return fn if y is None else (lambda x, t: fn(x, t, y))
 
 
 class Objective:

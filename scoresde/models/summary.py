@@ -1,4 +1,4 @@
-"""What the trainer prints at start-up: the parameter count and a measured forward-pass time."""
+"""A network's size and speed: the parameter count and a measured forward-pass time (``summarize``)."""
 
 from __future__ import annotations
 

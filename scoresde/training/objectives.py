@@ -43,9 +43,9 @@ def drop_labels(y: Tensor, p: float, null_label: int, generator: torch.Generator
     return torch.where(u.to(y.device) < p, torch.full_like(y, null_label), y)
 
 
-def _labelled(model: nn.Module, y: Tensor | None):
-    """The model's score with the labels y bound (the model itself when y is None)."""
-    return model if y is None else lambda x, t: model(x, t, y)
+def labelled(fn, y: Tensor | None):
+    """``fn(x, t)`` with the labels y bound (fn itself when y is None)."""
+    return fn if y is None else (lambda x, t: fn(x, t, y))
 
 
 class LogVarianceHead(nn.Module):
@@ -140,7 +140,7 @@ class DSMObjective(nn.Module):
     ) -> Tensor:
         loss, t = dsm_loss_per_sample(
             model.sde,
-            _labelled(model, y),
+            labelled(model, y),
             x0,
             eps=self.eps,
             reduce=self.reduce,
