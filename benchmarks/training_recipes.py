@@ -155,10 +155,11 @@ def lockstep(edm_root: Path, dataset: str, sde_name: str, seed: int, steps: int 
     make, vmax = DATASETS[dataset]
     data = make(seed)
     sde = SDES[sde_name](vmax)
-    torch.manual_seed(seed)
-    ours, objective = library_recipe("edm_log_sigma", sde, data.train, data.event_shape)
-    torch.manual_seed(seed)
-    ref, _ = reference_recipe(edm_root, sde, data.train, data.event_shape)
+    with torch.random.fork_rng():  # one initialisation for both, and the caller's global RNG left as it was
+        torch.manual_seed(seed)
+        ours, objective = library_recipe("edm_log_sigma", sde, data.train, data.event_shape)
+        torch.manual_seed(seed)
+        ref, _ = reference_recipe(edm_root, sde, data.train, data.event_shape)
     loss_module = importlib.import_module("training.loss")
     edm_loss = loss_module.EDMLoss(sigma_data=float(ours.sigma_data))
     ref_params = dict(ref.precond.model.net.named_parameters())
